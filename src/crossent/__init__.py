@@ -1,0 +1,25 @@
+"""crossent: cross-entropy for language models, exact, lean and fast.
+
+The loss functions take logits with the class dimension last (``[..., V]``); see
+:mod:`crossent.losses.cross_entropy` for the conventions they share.
+"""
+
+from crossent import metrics
+from crossent.losses import reference
+from crossent.losses.binary import binary_cross_entropy
+from crossent.losses.cross_entropy import CrossEntropyStats, cross_entropy, cross_entropy_with_stats
+from crossent.losses.distill import distillation_loss, kl_divergence
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CrossEntropyStats",
+    "__version__",
+    "binary_cross_entropy",
+    "cross_entropy",
+    "cross_entropy_with_stats",
+    "distillation_loss",
+    "kl_divergence",
+    "metrics",
+    "reference",
+]

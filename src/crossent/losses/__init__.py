@@ -1,0 +1,1 @@
+"""What a loss is: each module holds one family, all with the class dimension last."""

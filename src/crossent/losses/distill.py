@@ -1,0 +1,116 @@
+"""KL divergence between two models' next-token distributions, and knowledge distillation.
+
+Seed 003 lists knowledge distillation among cross-entropy's uses: a small student is trained to
+match a large teacher's softened distribution as well as the true next token (Hinton et al., 2015).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from crossent.losses._checks import (
+    Reduction,
+    check_in_range,
+    check_logits,
+    check_positive,
+    check_reduction,
+    check_same_shape,
+)
+from crossent.losses.cross_entropy import cross_entropy
+
+
+def kl_divergence(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    temperature: float = 1.0,
+    reduction: Reduction = "mean",
+    *,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """KL(teacher || student) per token, both softened by ``temperature``, in nats.
+
+    ``sum_c p_t(c) * (log p_t(c) - log p_s(c))`` with ``p = softmax(logits / temperature)`` over
+    the last dimension. Classes the teacher gives probability 0 (``-inf`` logits) contribute 0.
+    Equals ``F.kl_div(log_softmax(s / T), log_softmax(t / T), log_target=True)`` with
+    ``reduction="batchmean"`` for 2-D input; unlike ``F.kl_div``, ``reduction="none"`` gives one
+    value per token (``[...]``), not per class. Computed in fp32 for fp16/bf16 logits; gradients
+    flow into both arguments (wrap the teacher in ``torch.no_grad()`` to keep it fixed).
+
+    Args:
+        student_logits: ``[..., V]``.
+        teacher_logits: ``[..., V]``, the same shape.
+        temperature: > 0; higher softens both distributions.
+        reduction: ``"none"`` (``[...]``), ``"sum"``, or ``"mean"`` over the scored tokens.
+        mask: ``[...]`` bool, the tokens to score (all when None); unscored tokens give 0 and the
+            mean over no token is 0.
+
+    Example:
+        >>> same = torch.tensor([[1.0, 2.0, 3.0]])
+        >>> kl_divergence(same, same).item()
+        0.0
+    """
+    check_logits("student_logits", student_logits)
+    check_logits("teacher_logits", teacher_logits)
+    check_same_shape("student_logits", student_logits, "teacher_logits", teacher_logits)
+    check_positive("temperature", temperature)
+    check_reduction(reduction)
+    if mask is not None and mask.shape != student_logits.shape[:-1]:
+        raise ValueError(
+            f"mask must have the logits' shape without the class dimension, "
+            f"{tuple(student_logits.shape[:-1])}, got {tuple(mask.shape)}"
+        )
+
+    dtype = torch.float64 if student_logits.dtype == torch.float64 else torch.float32
+    log_student = torch.log_softmax(student_logits.to(dtype) / temperature, dim=-1)
+    log_teacher = torch.log_softmax(teacher_logits.to(dtype) / temperature, dim=-1)
+    teacher_probs = log_teacher.exp()
+    # where() on both sides keeps -inf - -inf (a class both rule out) from turning into NaN.
+    present = teacher_probs > 0
+    gap = torch.where(present, log_teacher, 0.0) - torch.where(present, log_student, 0.0)
+    token_kl = torch.where(present, teacher_probs * gap, 0.0).sum(-1)
+    if mask is not None:
+        token_kl = torch.where(mask, token_kl, 0.0)
+    if reduction == "sum":
+        token_kl = token_kl.sum()
+    elif reduction == "mean":
+        count = int(mask.sum()) if mask is not None else token_kl.numel()
+        token_kl = token_kl.sum() / max(count, 1)
+    return token_kl.to(student_logits.dtype)
+
+
+def distillation_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    target: Tensor,
+    temperature: float = 1.0,
+    alpha: float = 0.5,
+    ignore_index: int = -100,
+) -> Tensor:
+    """Knowledge distillation: ``alpha * T**2 * KL + (1 - alpha) * cross-entropy``, in nats.
+
+    The soft term is :func:`kl_divergence` at temperature ``T``, scaled by ``T**2`` so its
+    gradients keep their size as ``T`` changes (Hinton et al.); the hard term is
+    :func:`crossent.cross_entropy` against the true next tokens at temperature 1. Both are means
+    over the tokens whose target is not ``ignore_index``.
+
+    Args:
+        student_logits: ``[..., V]``, the model being trained.
+        teacher_logits: ``[..., V]``, usually computed under ``torch.no_grad()``.
+        target: ``[...]`` class indices.
+        temperature: > 0, softens both distributions in the soft term.
+        alpha: in [0, 1], the weight of the soft (teacher) term.
+        ignore_index: targets equal to this are scored by neither term.
+
+    Example:
+        >>> logits = torch.tensor([[2.0, 0.5, -1.0]])
+        >>> hard = distillation_loss(logits, logits, torch.tensor([0]), alpha=0.0)
+        >>> torch.allclose(hard, cross_entropy(logits, torch.tensor([0])))
+        True
+    """
+    check_in_range("alpha", alpha, 0.0, 1.0)
+    hard = cross_entropy(student_logits, target, ignore_index=ignore_index)
+    soft = kl_divergence(
+        student_logits, teacher_logits, temperature, "mean", mask=target != ignore_index
+    )
+    return alpha * temperature**2 * soft + (1 - alpha) * hard
