@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from crossent import __version__
 from crossent.bench import DTYPES, BenchCase, default_cases, format_rows, quick_cases, run_benchmark
@@ -22,12 +23,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The ``crossent`` command line, one subcommand per job."""
+    parser = _Parser(
         prog="crossent", description="Cross-entropy for language models: exact, lean and fast."
     )
     parser.add_argument("--version", action="version", version=f"crossent {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     bench = commands.add_parser(
         "bench",
@@ -51,6 +62,10 @@ def _bench(args: argparse.Namespace) -> int:
         cases = [BenchCase(args.rows, args.vocab, args.dtype, args.repeats)]
     else:
         cases = default_cases()
+    print(
+        "Mean cross-entropy, forward + backward, each implementation in its own process.\n"
+        "peak MiB: peak resident memory above the inputs; |err|: distance from float64, nats.\n"
+    )
     print(format_rows(run_benchmark(cases)))
     return 0
 
