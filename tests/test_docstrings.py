@@ -25,4 +25,3 @@ def _modules() -> list[ModuleType]:
 def test_docstring_examples(module: ModuleType) -> None:
     failures, _ = doctest.testmod(module, raise_on_error=False, verbose=False)
     assert failures == 0
-
