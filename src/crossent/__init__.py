@@ -9,6 +9,7 @@ from crossent.losses import reference
 from crossent.losses.binary import binary_cross_entropy
 from crossent.losses.cross_entropy import CrossEntropyStats, cross_entropy, cross_entropy_with_stats
 from crossent.losses.distill import distillation_loss, kl_divergence
+from crossent.losses.linear import linear_cross_entropy, linear_cross_entropy_with_stats
 
 __version__ = "0.1.0"
 
@@ -20,6 +21,8 @@ __all__ = [
     "cross_entropy_with_stats",
     "distillation_loss",
     "kl_divergence",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_stats",
     "metrics",
     "reference",
 ]

@@ -1,0 +1,389 @@
+"""Fused linear cross-entropy: the LM-head loss without ever holding the ``[N, V]`` logits.
+
+A language model's loss sits on its output projection, ``logits = hidden @ weight.T (+ bias)``.
+At V = 50k to 256k those logits, and their gradient, are the largest tensors of a training step
+(the cut-cross-entropy paper: Gemma 2's loss from 24 GB to 1 MB). This module computes the same
+loss and gradients a chunk of tokens at a time:
+
+* Ignored tokens are dropped before the projection: they cost nothing.
+* For each chunk of ``rows`` tokens, the ``[rows, V]`` logits are computed, reduced to the loss
+  terms, and (when gradients are wanted and the loss is a scalar) turned straight into their
+  gradient, which is multiplied into ``grad_hidden`` and accumulated into ``grad_weight``; then
+  the chunk is dropped. Backward only rescales those gradients by the upstream gradient. This is
+  three matrix products, the floor for any implementation.
+* With ``reduction="none"`` the upstream gradient differs per token and is unknown in forward, so
+  forward keeps only the per-token logsumexp and backward recomputes each chunk's logits: four
+  matrix products.
+* fp16/bf16 inputs are multiplied in their dtype and the softmax arithmetic is done in fp32;
+  gradients are accumulated in fp32 and returned in the inputs' dtype.
+
+The semantics (label smoothing, z-loss, soft-capping, ignored tokens, the nothing-scored mean of 0)
+are those of :mod:`crossent.losses.cross_entropy`, with the projection's ``weight`` playing no part
+in the class weighting (there are no class weights here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from crossent.losses._checks import (
+    Reduction,
+    check_class_target,
+    check_floating,
+    check_in_range,
+    check_non_negative,
+    check_positive,
+    check_reduction,
+)
+from crossent.losses._chunk import (
+    LossOptions,
+    capped,
+    chunk_logit_grad_,
+    chunk_loss,
+    compute_dtype,
+)
+from crossent.losses.cross_entropy import CrossEntropyStats
+
+# Each chunk's fp32 logits take about this many bytes: the chunk is the only large temporary,
+# large enough that its matrix products run at full speed.
+_CHUNK_BYTES = 64 << 20
+
+
+def default_chunk_rows(vocab_size: int, dtype: torch.dtype) -> int:
+    """Tokens per chunk: as many as fit ``_CHUNK_BYTES`` of fp32 logits, at least 16."""
+    del dtype  # the logits are worked on in fp32 whatever the inputs' dtype
+    return max(16, _CHUNK_BYTES // (4 * vocab_size))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    options: LossOptions
+    chunk_rows: int
+    reduction: str
+
+
+def linear_cross_entropy(
+    hidden: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    bias: Tensor | None = None,
+    *,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_rows: int | None = None,
+) -> Tensor:
+    """``cross_entropy(hidden @ weight.T + bias, target)`` without materialising the logits.
+
+    Equal in value and in the gradients of ``hidden``, ``weight`` and ``bias`` to the unfused
+    loss (the argument order is that of ``torch.nn.functional.linear_cross_entropy``); never holds
+    more than ``chunk_rows`` rows of logits.
+
+    Args:
+        hidden: ``[..., d]`` the last hidden states.
+        weight: ``[V, d]`` the LM head (the tied embedding for GPT-2-style models).
+        target: ``[...]`` next-token ids in ``[0, V)`` or ``ignore_index``.
+        bias: ``[V]`` or None.
+        ignore_index: targets equal to this are not scored and cost no computation.
+        reduction: ``"none"`` (``[...]``), ``"sum"`` or ``"mean"`` over the scored tokens.
+        label_smoothing, z_loss, softcap: as in :func:`crossent.cross_entropy`.
+        chunk_rows: tokens per chunk; default from V (about 64 MiB of fp32 logits).
+
+    Returns:
+        The loss in nats, in ``hidden``'s dtype.
+
+    Example:
+        >>> hidden, head = torch.randn(2, 5, 8), torch.randn(11, 8)
+        >>> target = torch.randint(0, 11, (2, 5))
+        >>> fused = linear_cross_entropy(hidden, head, target)
+        >>> plain = torch.nn.functional.cross_entropy((hidden @ head.T).flatten(0, 1),
+        ...                                           target.flatten())
+        >>> torch.allclose(fused, plain)
+        True
+    """
+    return linear_cross_entropy_with_stats(
+        hidden,
+        weight,
+        target,
+        bias,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        chunk_rows=chunk_rows,
+    ).loss
+
+
+def linear_cross_entropy_with_stats(
+    hidden: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    bias: Tensor | None = None,
+    *,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_rows: int | None = None,
+) -> CrossEntropyStats:
+    """:func:`linear_cross_entropy` plus per-token loss, logsumexp, top-1 correctness and count.
+
+    This is how evaluation scores tokens straight from hidden states. The per-token tensors are
+    not differentiable; ``loss`` is.
+    """
+    _check_arguments(hidden, weight, target, bias, reduction, label_smoothing, z_loss, softcap)
+    vocab_size = weight.shape[0]
+    check_class_target(target, vocab_size, ignore_index)
+    if chunk_rows is not None:
+        check_positive("chunk_rows", chunk_rows)
+    plan = _Plan(
+        options=LossOptions(ignore_index, float(label_smoothing), float(z_loss), softcap),
+        chunk_rows=chunk_rows or default_chunk_rows(vocab_size, hidden.dtype),
+        reduction=reduction,
+    )
+    leading = hidden.shape[:-1]
+    flat_hidden = hidden.reshape(-1, hidden.shape[-1])
+    flat_target = target.reshape(-1)
+    scored = flat_target != ignore_index
+
+    wants_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (hidden, weight, bias)
+    )
+    if reduction == "none" or not wants_grad:
+        ce, z_term, lse, correct = _RecomputeFunction.apply(  # type: ignore[no-untyped-call]
+            flat_hidden, weight, bias, flat_target, plan
+        )
+        token_loss = ce + z_term
+        if reduction == "none":
+            loss = token_loss
+        elif reduction == "sum":
+            loss = token_loss.sum()
+        else:
+            loss = token_loss.sum() / max(int(scored.sum()), 1)
+    else:
+        loss, token_loss, lse, correct = _GradInForwardFunction.apply(  # type: ignore[no-untyped-call]
+            flat_hidden, weight, bias, flat_target, plan
+        )
+    return CrossEntropyStats(
+        loss=loss.to(hidden.dtype).reshape(leading if reduction == "none" else ()),
+        token_loss=token_loss.reshape(leading),
+        logsumexp=lse.reshape(leading),
+        correct=correct.reshape(leading),
+        scored=scored.reshape(leading),
+    )
+
+
+def _check_arguments(
+    hidden: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    bias: Tensor | None,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float | None,
+) -> None:
+    check_floating("hidden", hidden)
+    check_floating("weight", weight)
+    check_reduction(reduction)
+    check_in_range("label_smoothing", label_smoothing, 0.0, 1.0)
+    check_non_negative("z_loss", z_loss)
+    if softcap is not None:
+        check_positive("softcap", softcap)
+    if hidden.ndim == 0:
+        raise ValueError("hidden must be [..., d], got a scalar")
+    if weight.ndim != 2 or weight.shape[1] != hidden.shape[-1]:
+        raise ValueError(
+            f"weight must be [V, d] with d = hidden's last dimension ({hidden.shape[-1]}), "
+            f"got {tuple(weight.shape)}"
+        )
+    if weight.shape[0] == 0:
+        raise ValueError("weight has an empty vocabulary (shape (0, d))")
+    if weight.dtype != hidden.dtype:
+        raise TypeError(
+            f"hidden and weight must have the same dtype, got {hidden.dtype} and {weight.dtype}"
+        )
+    if bias is not None:
+        check_floating("bias", bias)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(
+                f"bias must have one entry per class, shape ({weight.shape[0]},), "
+                f"got {tuple(bias.shape)}"
+            )
+    if target.shape != hidden.shape[:-1]:
+        raise ValueError(
+            f"target must have hidden's shape without the last dimension: hidden "
+            f"{tuple(hidden.shape)} needs target {tuple(hidden.shape[:-1])}, "
+            f"got {tuple(target.shape)}"
+        )
+
+
+def _chunk_logits(
+    hidden: Tensor, weight: Tensor, bias: Tensor | None, options: LossOptions, dtype: torch.dtype
+) -> Tensor:
+    """The soft-capped ``[rows, V]`` logits of a chunk of tokens, in the compute dtype."""
+    logits = hidden @ weight.T if bias is None else torch.addmm(bias, hidden, weight.T)
+    return capped(logits.to(dtype), options, dtype)
+
+
+def _scored_rows(target: Tensor, ignore_index: int) -> Tensor:
+    return (target != ignore_index).nonzero().squeeze(-1)
+
+
+class _GradInForwardFunction(torch.autograd.Function):
+    """Scalar loss (mean or sum) whose gradients are computed during the forward pass.
+
+    Outputs ``(loss, token_loss, logsumexp, correct)``; only ``loss`` is differentiable.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        hidden: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        target: Tensor,
+        plan: _Plan,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        options = plan.options
+        dtype = compute_dtype(hidden.dtype)
+        num_tokens = hidden.shape[0]
+        rows = _scored_rows(target, options.ignore_index)
+        count = rows.numel()
+        # d loss / d token_loss: 1 for a sum, 1/count for a mean (nothing scored: the loss is 0).
+        scale = 1.0 / max(count, 1) if plan.reduction == "mean" else 1.0
+
+        token_loss = torch.zeros(num_tokens, dtype=dtype, device=hidden.device)
+        lse = torch.zeros(num_tokens, dtype=dtype, device=hidden.device)
+        correct = torch.zeros(num_tokens, dtype=torch.bool, device=hidden.device)
+        grad_hidden = torch.zeros(hidden.shape, dtype=dtype, device=hidden.device)
+        grad_weight = torch.zeros(weight.shape, dtype=dtype, device=weight.device)
+        grad_bias = torch.zeros(weight.shape[0], dtype=dtype, device=weight.device)
+        for start in range(0, count, plan.chunk_rows):
+            index = rows[start : start + plan.chunk_rows]
+            chunk_hidden = hidden[index]
+            chunk_target = target[index]
+            logits = _chunk_logits(chunk_hidden, weight, bias, options, dtype)
+            terms = chunk_loss(logits, chunk_target, None, options, dtype)
+            token_loss[index] = terms.ce + options.z_loss * terms.lse.square()
+            lse[index] = terms.lse
+            correct[index] = terms.correct
+
+            grad_ce = torch.full_like(terms.ce, scale)
+            grad_softmax = 2 * options.z_loss * scale * terms.lse
+            probs = torch.softmax(logits, dim=-1, dtype=dtype)
+            grad_logits = chunk_logit_grad_(
+                probs, logits, chunk_target, None, options, grad_ce, grad_softmax
+            ).to(hidden.dtype)
+            grad_hidden[index] = (grad_logits @ weight).to(dtype)
+            grad_weight.addmm_(grad_logits.T.to(dtype), chunk_hidden.to(dtype))
+            if bias is not None:
+                grad_bias += grad_logits.sum(0, dtype=dtype)
+
+        loss = token_loss.sum() * scale
+        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias if bias is not None else None)
+        ctx.input_dtypes = (hidden.dtype, weight.dtype, bias.dtype if bias is not None else None)
+        ctx.mark_non_differentiable(token_loss, lse, correct)
+        return loss, token_loss, lse, correct
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(
+        ctx: Any, grad_loss: Tensor, *_unused: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
+        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+        hidden_dtype, weight_dtype, bias_dtype = ctx.input_dtypes
+        g = grad_loss.to(grad_hidden.dtype)
+        needs = ctx.needs_input_grad
+        return (
+            (grad_hidden * g).to(hidden_dtype) if needs[0] else None,
+            (grad_weight * g).to(weight_dtype) if needs[1] else None,
+            (grad_bias * g).to(bias_dtype) if needs[2] and grad_bias is not None else None,
+            None,
+            None,
+        )
+
+
+class _RecomputeFunction(torch.autograd.Function):
+    """Per-token ``(ce, z, logsumexp, correct)``; backward recomputes each chunk's logits."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        hidden: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        target: Tensor,
+        plan: _Plan,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        options = plan.options
+        dtype = compute_dtype(hidden.dtype)
+        num_tokens = hidden.shape[0]
+        rows = _scored_rows(target, options.ignore_index)
+        ce = torch.zeros(num_tokens, dtype=dtype, device=hidden.device)
+        lse = torch.zeros(num_tokens, dtype=dtype, device=hidden.device)
+        correct = torch.zeros(num_tokens, dtype=torch.bool, device=hidden.device)
+        with torch.no_grad():
+            for start in range(0, rows.numel(), plan.chunk_rows):
+                index = rows[start : start + plan.chunk_rows]
+                logits = _chunk_logits(hidden[index], weight, bias, options, dtype)
+                terms = chunk_loss(logits, target[index], None, options, dtype)
+                ce[index] = terms.ce
+                lse[index] = terms.lse
+                correct[index] = terms.correct
+        z_term = options.z_loss * lse.square()  # 0 for ignored tokens, whose lse stays 0
+        ctx.save_for_backward(hidden, weight, bias, target, lse)
+        ctx.plan = plan
+        ctx.mark_non_differentiable(lse, correct)
+        return ce, z_term, lse, correct
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(
+        ctx: Any, grad_ce: Tensor, grad_z: Tensor, *_unused: Tensor
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
+        hidden, weight, bias, target, lse = ctx.saved_tensors
+        plan: _Plan = ctx.plan
+        options = plan.options
+        dtype = lse.dtype
+        rows = _scored_rows(target, options.ignore_index)
+        needs = ctx.needs_input_grad
+        grad_hidden = torch.zeros(hidden.shape, dtype=dtype, device=hidden.device)
+        grad_weight = torch.zeros(weight.shape, dtype=dtype, device=weight.device)
+        grad_bias = torch.zeros(weight.shape[0], dtype=dtype, device=weight.device)
+        for start in range(0, rows.numel(), plan.chunk_rows):
+            index = rows[start : start + plan.chunk_rows]
+            chunk_hidden = hidden[index]
+            logits = _chunk_logits(chunk_hidden, weight, bias, options, dtype)
+            probs = torch.softmax(logits, dim=-1, dtype=dtype)
+            grad_softmax = 2 * options.z_loss * lse[index] * grad_z[index].to(dtype)
+            grad_logits = chunk_logit_grad_(
+                probs,
+                logits,
+                target[index],
+                None,
+                options,
+                grad_ce[index].to(dtype),
+                grad_softmax,
+            ).to(hidden.dtype)
+            if needs[0]:
+                grad_hidden[index] = (grad_logits @ weight).to(dtype)
+            if needs[1]:
+                grad_weight.addmm_(grad_logits.T.to(dtype), chunk_hidden.to(dtype))
+            if needs[2]:
+                grad_bias += grad_logits.sum(0, dtype=dtype)
+        return (
+            grad_hidden.to(hidden.dtype) if needs[0] else None,
+            grad_weight.to(weight.dtype) if needs[1] else None,
+            grad_bias.to(bias.dtype) if needs[2] and bias is not None else None,
+            None,
+            None,
+        )

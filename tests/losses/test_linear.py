@@ -1,0 +1,253 @@
+"""crossent.linear_cross_entropy against the unfused loss on materialised logits.
+
+The oracle is PyTorch: ``F.cross_entropy(hidden @ weight.T + bias, target)`` in float64 (plus the
+z-loss and soft-cap formulas written with plain PyTorch ops), for the loss and the gradients of
+hidden, weight and bias; PyTorch at the tested dtype sets the tolerance (``oracles.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+import crossent
+from crossent.losses.linear import linear_cross_entropy, linear_cross_entropy_with_stats
+from oracles import assert_no_worse_than_torch
+
+REDUCTIONS = ["none", "sum", "mean"]
+
+
+def _unfused(
+    hidden: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    bias: Tensor | None = None,
+    *,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    ignore_index: int = -100,
+) -> Tensor:
+    """The loss on materialised logits, written with PyTorch's own ops only."""
+    logits = F.linear(hidden, weight, bias)
+    if softcap is not None:
+        logits = softcap * torch.tanh(logits / softcap)
+    flat_logits, flat_target = logits.reshape(-1, weight.shape[0]), target.reshape(-1)
+    token = F.cross_entropy(
+        flat_logits,
+        flat_target,
+        reduction="none",
+        label_smoothing=label_smoothing,
+        ignore_index=ignore_index,
+    )
+    scored = flat_target != ignore_index
+    token = token + torch.where(scored, z_loss * torch.logsumexp(flat_logits, -1) ** 2, 0.0)
+    if reduction == "none":
+        return token.reshape(target.shape)
+    if reduction == "sum":
+        return token.sum()
+    return token.sum() / scored.sum().clamp(min=1)
+
+
+def _case(
+    tokens: tuple[int, ...], dim: int, vocab: int, ignored: str, bias: bool, seed: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    generator = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(*tokens, dim, generator=generator, dtype=torch.float64)
+    weight = torch.randn(vocab, dim, generator=generator, dtype=torch.float64) / dim**0.5 * 3
+    target = torch.randint(0, vocab, tokens, generator=generator)
+    if ignored == "some":
+        target.view(-1)[1::3] = -100
+    elif ignored == "all":
+        target.fill_(-100)
+    bias_tensor = torch.randn(vocab, generator=generator, dtype=torch.float64) if bias else None
+    return hidden, weight, target, bias_tensor
+
+
+def _loss_and_grads(
+    fn: object,
+    hidden: Tensor,
+    weight: Tensor,
+    target: Tensor,
+    bias: Tensor | None,
+    upstream: Tensor,
+    **options: object,
+) -> list[Tensor]:
+    leaves = [t.detach().clone().requires_grad_(True) for t in (hidden, weight)]
+    bias_leaf = bias.detach().clone().requires_grad_(True) if bias is not None else None
+    loss = fn(leaves[0], leaves[1], target, bias_leaf, **options)  # type: ignore[operator]
+    (loss * upstream).sum().backward()
+    grads = [leaf.grad for leaf in leaves] + ([bias_leaf.grad] if bias_leaf is not None else [])
+    assert all(grad is not None for grad in grads)
+    return [loss.detach(), *grads]  # type: ignore[list-item]
+
+
+OPTIONS = [
+    {},
+    {"label_smoothing": 0.1},
+    {"z_loss": 1e-3},
+    {"softcap": 4.0},
+    {"label_smoothing": 0.2, "z_loss": 1e-2, "softcap": 3.0},
+]
+GRID = list(
+    itertools.product(
+        [(5,), (2, 7), (1,)],  # token shapes: N not a multiple of the chunk, N = 1
+        [13, 97],  # vocabulary sizes, both prime
+        ["none", "some", "all"],
+        [False, True],
+        REDUCTIONS,
+        range(len(OPTIONS)),
+    )
+)
+
+
+@pytest.mark.parametrize("chunk_rows", [2, None], ids=["chunk2", "auto"])
+@pytest.mark.parametrize(("tokens", "vocab", "ignored", "bias", "reduction", "option"), GRID)
+def test_matches_unfused_in_float64(
+    tokens: tuple[int, ...],
+    vocab: int,
+    ignored: str,
+    bias: bool,
+    reduction: str,
+    option: int,
+    chunk_rows: int | None,
+) -> None:
+    hidden, weight, target, bias_tensor = _case(tokens, 8, vocab, ignored, bias, seed=vocab)
+    upstream = torch.rand(tokens if reduction == "none" else (), dtype=torch.float64) + 0.5
+    options = {"reduction": reduction, **OPTIONS[option]}
+    ours = _loss_and_grads(
+        linear_cross_entropy,
+        hidden,
+        weight,
+        target,
+        bias_tensor,
+        upstream,
+        chunk_rows=chunk_rows,
+        **options,
+    )
+    expected = _loss_and_grads(_unfused, hidden, weight, target, bias_tensor, upstream, **options)
+    names = ["loss", "hidden", "weight", "bias"][: len(expected)]
+    for name, got, want in zip(names, ours, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("option", range(len(OPTIONS)))
+def test_low_precision_no_worse_than_torch(dtype: torch.dtype, reduction: str, option: int) -> None:
+    """Inputs rounded to the dtype; truth is float64 on those very inputs."""
+    hidden64, weight64, target, bias64 = _case((3, 11), 32, 257, "some", True, seed=1)
+    hidden, weight, bias = hidden64.to(dtype), weight64.to(dtype), bias64.to(dtype)  # type: ignore[union-attr]
+    upstream = torch.rand(target.shape if reduction == "none" else (), dtype=torch.float64) + 0.5
+    options = {"reduction": reduction, **OPTIONS[option]}
+    ours = _loss_and_grads(
+        linear_cross_entropy,
+        hidden,
+        weight,
+        target,
+        bias,
+        upstream.to(dtype),
+        chunk_rows=4,
+        **options,
+    )
+    truth = _loss_and_grads(
+        _unfused, hidden.double(), weight.double(), target, bias.double(), upstream, **options
+    )
+    theirs = _loss_and_grads(_unfused, hidden, weight, target, bias, upstream.to(dtype), **options)
+    for name, got, want, torch_value in zip(
+        ["loss", "hidden", "weight", "bias"], ours, truth, theirs, strict=True
+    ):
+        assert got.dtype == dtype, name
+        assert_no_worse_than_torch(got, torch_value, want, dtype, name)
+
+
+def test_confident_predictions_have_finite_tiny_gradients() -> None:
+    """The target's logit dominates (p -> 1): the loss is ~0 and >= 0, the gradients finite."""
+    dim, vocab = 16, 1000
+    weight = torch.eye(vocab, dim) * 100.0
+    hidden = torch.zeros(4, dim)
+    hidden[torch.arange(4), torch.arange(4)] = 1.0  # logit 100 for class i, 0 elsewhere
+    hidden.requires_grad_(True)
+    leaf_weight = weight.clone().requires_grad_(True)
+    loss = linear_cross_entropy(hidden, leaf_weight, torch.arange(4), reduction="none")
+    loss.sum().backward()
+    assert (loss >= 0).all()
+    assert loss.max().item() < 1e-30  # truly log1p(999 * e^-100) = 3.7e-41
+    assert hidden.grad is not None
+    assert leaf_weight.grad is not None
+    assert torch.isfinite(hidden.grad).all()
+    assert torch.isfinite(leaf_weight.grad).all()
+
+
+def test_stats_match_unfused_statistics() -> None:
+    hidden, weight, target, bias = _case((4, 6), 8, 31, "some", True, seed=3)
+    stats = linear_cross_entropy_with_stats(hidden, weight, target, bias, z_loss=1e-3, chunk_rows=3)
+    logits = F.linear(hidden, weight, bias)
+    scored = target != -100
+    torch.testing.assert_close(
+        stats.token_loss, _unfused(hidden, weight, target, bias, reduction="none", z_loss=1e-3)
+    )
+    torch.testing.assert_close(stats.logsumexp[scored], torch.logsumexp(logits, -1)[scored])
+    assert torch.equal(stats.correct, (logits.argmax(-1) == target) & scored)
+    assert torch.equal(stats.scored, scored)
+
+
+def test_evaluation_without_grad_matches() -> None:
+    hidden, weight, target, _ = _case((64,), 16, 50, "some", False, seed=4)
+    with torch.no_grad():
+        ours = linear_cross_entropy(hidden, weight, target, chunk_rows=7)
+    torch.testing.assert_close(ours, _unfused(hidden, weight, target), rtol=1e-12, atol=1e-12)
+
+
+def test_torch_compile_of_a_model_that_calls_it() -> None:
+    """A compiled model with the fused loss on its head gives the eager loss."""
+
+    class TinyLM(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(37, 12)
+            self.mix = torch.nn.Linear(12, 12)
+
+        def forward(self, tokens: Tensor, target: Tensor) -> Tensor:
+            hidden = torch.tanh(self.mix(self.embed(tokens)))  # (B, T, d)
+            return crossent.linear_cross_entropy(hidden, self.embed.weight, target)
+
+    torch.manual_seed(0)
+    model = TinyLM()
+    tokens = torch.randint(0, 37, (2, 9))
+    target = torch.randint(0, 37, (2, 9))
+    eager = model(tokens, target)
+    compiled = torch.compile(model, backend="eager")(tokens, target)
+    torch.testing.assert_close(compiled, eager)
+    torch.testing.assert_close(
+        eager, _unfused(torch.tanh(model.mix(model.embed(tokens))), model.embed.weight, target)
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"weight": torch.randn(11, 5)}, ValueError, r"weight must be \[V, d\] with d = .*\(8\)"),
+        ({"target": torch.full((3,), 11)}, ValueError, r"target 11 is outside the vocabulary"),
+        ({"target": torch.zeros(4, dtype=torch.long)}, ValueError, r"\(3, 8\) needs target \(3,\)"),
+        ({"bias": torch.randn(10)}, ValueError, r"bias must have one entry per class"),
+        ({"hidden": torch.ones(3, 8, dtype=torch.long)}, TypeError, "floating-point"),
+        ({"weight": torch.randn(11, 8, dtype=torch.float64)}, TypeError, "same dtype"),
+        ({"reduction": "avg"}, ValueError, "unknown reduction 'avg'"),
+        ({"chunk_rows": 0}, ValueError, "chunk_rows must be positive"),
+    ],
+)
+def test_bad_input_is_named(kwargs: dict[str, object], error: type[Exception], match: str) -> None:
+    arguments: dict[str, object] = {
+        "hidden": torch.randn(3, 8),
+        "weight": torch.randn(11, 8),
+        "target": torch.tensor([0, 1, 2]),
+    }
+    arguments.update(kwargs)
+    with pytest.raises(error, match=match):
+        linear_cross_entropy(**arguments)  # type: ignore[arg-type]
