@@ -45,12 +45,14 @@ def binary_cross_entropy(
             continue
         check_floating(name, extra)
         try:
-            torch.broadcast_shapes(extra.shape, logits.shape)  # type: ignore[no-untyped-call]
+            shape = torch.broadcast_shapes(extra.shape, logits.shape)  # type: ignore[no-untyped-call]
         except RuntimeError:
+            shape = None
+        if shape != logits.shape:  # broadcasting may not enlarge the loss beyond the logits
             raise ValueError(
                 f"{name} of shape {tuple(extra.shape)} does not broadcast to the logits' shape "
                 f"{tuple(logits.shape)}"
-            ) from None
+            )
     outside = (target < 0) | (target > 1) | target.isnan()
     if bool(outside.any()):
         position = tuple(int(i) for i in outside.nonzero()[0].tolist())

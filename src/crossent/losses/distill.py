@@ -50,16 +50,16 @@ def kl_divergence(
         >>> kl_divergence(same, same).item()
         0.0
     """
-    check_logits("student_logits", student_logits)
-    check_logits("teacher_logits", teacher_logits)
-    check_same_shape("student_logits", student_logits, "teacher_logits", teacher_logits)
-    check_positive("temperature", temperature)
+    _check_pair(student_logits, teacher_logits, temperature)
     check_reduction(reduction)
-    if mask is not None and mask.shape != student_logits.shape[:-1]:
-        raise ValueError(
-            f"mask must have the logits' shape without the class dimension, "
-            f"{tuple(student_logits.shape[:-1])}, got {tuple(mask.shape)}"
-        )
+    if mask is not None:
+        if mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a bool tensor (True = scored), got dtype {mask.dtype}")
+        if mask.shape != student_logits.shape[:-1]:
+            raise ValueError(
+                f"mask must have the logits' shape without the class dimension, "
+                f"{tuple(student_logits.shape[:-1])}, got {tuple(mask.shape)}"
+            )
 
     dtype = torch.float64 if student_logits.dtype == torch.float64 else torch.float32
     log_student = torch.log_softmax(student_logits.to(dtype) / temperature, dim=-1)
@@ -77,6 +77,13 @@ def kl_divergence(
         count = int(mask.sum()) if mask is not None else token_kl.numel()
         token_kl = token_kl.sum() / max(count, 1)
     return token_kl.to(student_logits.dtype)
+
+
+def _check_pair(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> None:
+    check_logits("student_logits", student_logits)
+    check_logits("teacher_logits", teacher_logits)
+    check_same_shape("student_logits", student_logits, "teacher_logits", teacher_logits)
+    check_positive("temperature", temperature)
 
 
 def distillation_loss(
@@ -109,6 +116,13 @@ def distillation_loss(
         True
     """
     check_in_range("alpha", alpha, 0.0, 1.0)
+    _check_pair(student_logits, teacher_logits, temperature)
+    if torch.is_floating_point(target):
+        raise TypeError(
+            f"distillation target must be class indices (an integer tensor of shape "
+            f"{tuple(student_logits.shape[:-1])}), got dtype {target.dtype}; the teacher "
+            f"supplies the soft targets"
+        )
     hard = cross_entropy(student_logits, target, ignore_index=ignore_index)
     soft = kl_divergence(
         student_logits, teacher_logits, temperature, "mean", mask=target != ignore_index

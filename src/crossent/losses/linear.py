@@ -151,7 +151,7 @@ def linear_cross_entropy_with_stats(
     )
     leading = hidden.shape[:-1]
     flat_hidden = hidden.reshape(-1, hidden.shape[-1])
-    flat_target = target.reshape(-1)
+    flat_target = target.reshape(-1).long()  # gather() indexes with int64 only
     scored = flat_target != ignore_index
 
     wants_grad = torch.is_grad_enabled() and any(
