@@ -1,18 +1,24 @@
-"""Benchmark of the cross-entropy implementations on language-model-sized logits.
+"""Benchmark of the LM-head loss: the implementations a user would pick, side by side.
 
-Each implementation runs in its own Python process, so that its peak resident memory is its own:
-the process creates the logits and targets, records its peak RSS, runs forward and backward a few
-times, and reports the median time and how far its peak rose above the inputs. The parent then
-compares every loss with a float64 ground truth on the same inputs.
+Each implementation computes ``mean cross_entropy(hidden @ weight.T, target)`` and its gradients
+for ``hidden`` and ``weight`` in a Python process of its own, so that its peak resident memory is
+its own. The process creates the inputs, warms the implementation up, resets the kernel's
+high-water mark of its memory, then times forward+backward a few times; it reports the median time
+and how far its peak rose above what it held before the timed runs (the inputs). The parent
+compares every loss with a float64 ground truth computed by PyTorch, a chunk of rows at a time.
 
-Run it with ``crossent bench`` (``--quick`` for a half-minute demonstration) or
+The ``floor`` row times the three matrix products that any exact implementation must do (logits,
+then the gradients of hidden and weight) and nothing else.
+
+Run it with ``crossent bench`` (``--quick`` for a demonstration of about a minute) or
 ``python -m crossent.bench``.
 """
 
 from __future__ import annotations
 
+import gc
+import importlib.util
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -24,24 +30,83 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from crossent.losses.cross_entropy import cross_entropy
+from crossent.losses.linear import linear_cross_entropy
 
-IMPLEMENTATIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "torch": F.cross_entropy,
-    "crossent": cross_entropy,
-}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+LossFunction = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+def _torch_naive(hidden: Tensor, weight: Tensor, target: Tensor) -> Tensor:
+    return F.cross_entropy(hidden @ weight.T, target)
+
+
+def _torch_chunked(hidden: Tensor, weight: Tensor, target: Tensor) -> Tensor:
+    return F.linear_cross_entropy(
+        hidden, weight, target, options=torch.nn.LinearCrossEntropyOptions()
+    )
+
+
+def _cut_cross_entropy(hidden: Tensor, weight: Tensor, target: Tensor) -> Tensor:
+    from cut_cross_entropy import linear_cross_entropy as cce  # optional, for comparison only
+
+    loss: Tensor = cce(hidden, weight, target, impl="torch_compile")
+    return loss
+
+
+def _crossent(hidden: Tensor, weight: Tensor, target: Tensor) -> Tensor:
+    return linear_cross_entropy(hidden, weight, target)
+
+
+def _floor(hidden: Tensor, weight: Tensor, target: Tensor) -> Tensor:
+    """Only the three matrix products: logits, then the gradients of hidden and weight."""
+    del target
+    with torch.no_grad():
+        logits = hidden @ weight.T  # (N, V)
+        (logits @ weight).sum()  # (N, d), as grad_hidden
+        (logits.T @ hidden).sum()  # (V, d), as grad_weight
+    return logits[0, 0].detach()
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """A contender: its loss function, and whether it can run here."""
+
+    name: str
+    function: LossFunction
+    needs_module: str | None = None
+    differentiable: bool = True
+
+    def available(self) -> bool:
+        return self.needs_module is None or importlib.util.find_spec(self.needs_module) is not None
+
+
+IMPLEMENTATIONS = {
+    impl.name: impl
+    for impl in [
+        Implementation("torch", _torch_naive),
+        Implementation("torch-chunked", _torch_chunked),
+        Implementation("cce-compile", _cut_cross_entropy, needs_module="cut_cross_entropy"),
+        Implementation("crossent", _crossent),
+        Implementation("floor", _floor, differentiable=False),
+    ]
+}
 
 
 @dataclass(frozen=True)
 class BenchCase:
-    """One problem size: ``rows`` tokens over a vocabulary of ``vocab`` classes."""
+    """One LM head: ``tokens`` hidden states of width ``dim``, a vocabulary of ``vocab``."""
 
-    rows: int
+    tokens: int
+    dim: int
     vocab: int
     dtype: str = "float32"
-    repeats: int = 5
+    repeats: int = 3
     seed: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"N={self.tokens} d={self.dim} V={self.vocab} {self.dtype}"
 
 
 @dataclass(frozen=True)
@@ -50,9 +115,9 @@ class BenchRow:
 
     Attributes:
         seconds: median forward+backward wall time.
-        peak_mib: peak RSS above what the inputs already used, MiB.
-        loss: the mean loss it computed, nats.
-        error: ``|loss - float64 truth|``, nats.
+        peak_mib: peak RSS above what the process held before the timed runs, MiB.
+        loss: the mean loss it computed, nats (NaN for the floor).
+        error: ``|loss - float64 truth|``, nats (NaN for the floor).
     """
 
     implementation: str
@@ -64,54 +129,72 @@ class BenchRow:
 
 
 def quick_cases() -> list[BenchCase]:
-    """A GPT-2-vocabulary head at a size that runs in seconds on a laptop CPU."""
-    return [BenchCase(2048, 50304, "float32", 3), BenchCase(2048, 50304, "bfloat16", 3)]
+    """A GPT-2 head on 1024 tokens: about a minute on a 2-core CPU."""
+    return [BenchCase(1024, 768, 50304, repeats=2)]
 
 
 def default_cases() -> list[BenchCase]:
-    """A GPT-2 head (8192 tokens, V=50304) and a Llama-3 vocabulary (4096 tokens, V=128256)."""
-    return [BenchCase(8192, 50304), BenchCase(4096, 128256), BenchCase(8192, 50304, "bfloat16")]
+    """The GPT-2 head (N=8192, d=768, V=50304) and a Llama-3 head scaled to fit a CPU."""
+    return [BenchCase(8192, 768, 50304), BenchCase(4096, 2048, 128256, repeats=2)]
 
 
-def make_inputs(case: BenchCase) -> tuple[Tensor, Tensor]:
-    """Logits of a plausible scale (std 2) and uniformly random targets, fixed by the seed."""
+def make_inputs(case: BenchCase) -> tuple[Tensor, Tensor, Tensor]:
+    """Hidden states and a head scaled like a trained model's (logits of std ~2), fixed targets."""
     generator = torch.Generator().manual_seed(case.seed)
-    logits = torch.randn(case.rows, case.vocab, generator=generator).mul_(2.0)
-    target = torch.randint(0, case.vocab, (case.rows,), generator=generator)
-    return logits.to(DTYPES[case.dtype]), target
+    dtype = DTYPES[case.dtype]
+    hidden = torch.randn(case.tokens, case.dim, generator=generator).to(dtype)
+    weight = (torch.randn(case.vocab, case.dim, generator=generator) * (2 / case.dim**0.5)).to(
+        dtype
+    )
+    target = torch.randint(0, case.vocab, (case.tokens,), generator=generator)
+    return hidden, weight, target
+
+
+def float64_truth(case: BenchCase) -> float:
+    """PyTorch's cross-entropy in float64, a chunk of rows at a time so it fits in memory."""
+    hidden, weight, target = make_inputs(case)
+    weight64 = weight.double()
+    total = 0.0
+    for start in range(0, case.tokens, 512):
+        logits = hidden[start : start + 512].double() @ weight64.T
+        total += F.cross_entropy(logits, target[start : start + 512], reduction="sum").item()
+    return total / case.tokens
 
 
 def run_benchmark(
-    cases: Sequence[BenchCase], implementations: Sequence[str] = tuple(IMPLEMENTATIONS)
+    cases: Sequence[BenchCase], implementations: Sequence[str] | None = None
 ) -> list[BenchRow]:
-    """Measure every implementation on every case, each in a fresh subprocess.
+    """Measure the implementations (default: all available) on every case, each in a subprocess.
 
     Raises:
-        ValueError: an unknown implementation or dtype name.
+        ValueError: an unknown implementation or dtype, or one whose package is not installed.
         RuntimeError: a worker process failed (its stderr is in the message).
     """
+    if implementations is None:
+        implementations = [name for name, impl in IMPLEMENTATIONS.items() if impl.available()]
     for name in implementations:
         if name not in IMPLEMENTATIONS:
             raise ValueError(
                 f"unknown implementation {name!r}; expected one of {', '.join(IMPLEMENTATIONS)}"
             )
+        if not IMPLEMENTATIONS[name].available():
+            raise ValueError(f"implementation {name!r} needs {IMPLEMENTATIONS[name].needs_module}")
     rows = []
     for case in cases:
         if case.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {case.dtype!r}; expected one of {', '.join(DTYPES)}")
-        logits, target = make_inputs(case)
-        truth = F.cross_entropy(logits.double(), target).item()
-        del logits, target
+        truth = float64_truth(case)
         for name in implementations:
             measured = _run_worker(name, case)
+            differentiable = IMPLEMENTATIONS[name].differentiable
             rows.append(
                 BenchRow(
                     implementation=name,
                     case=case,
                     seconds=measured["seconds"],
                     peak_mib=measured["peak_mib"],
-                    loss=measured["loss"],
-                    error=abs(measured["loss"] - truth),
+                    loss=measured["loss"] if differentiable else float("nan"),
+                    error=abs(measured["loss"] - truth) if differentiable else float("nan"),
                 )
             )
     return rows
@@ -121,70 +204,70 @@ def _run_worker(name: str, case: BenchCase) -> dict[str, float]:
     command = [sys.executable, "-m", "crossent.bench", "--worker", name, json.dumps(asdict(case))]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"benchmark worker {name} failed: {done.stderr.strip()}")
+        raise RuntimeError(f"benchmark worker {name} failed: {done.stderr.strip()[-2000:]}")
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-def _peak_rss_mib() -> float:
-    """This process's peak resident memory, MiB.
-
-    VmHWM belongs to the process's own address space; ``getrusage``'s ``ru_maxrss`` would not do,
-    as Linux carries it over from the parent across fork and exec.
-    """
+def _memory_mib(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (VmRSS now, VmHWM its peak)."""
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux
+    raise RuntimeError(f"{field} not found in /proc/self/status (the benchmark needs Linux)")
+
+
+def _reset_peak_memory() -> None:
+    # Writing 5 to clear_refs resets the kernel's high-water mark VmHWM to the current RSS.
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as clear_refs:
+        clear_refs.write("5")
 
 
 def _worker(name: str, case: BenchCase) -> dict[str, float]:
-    """Run in the child process: time forward+backward, report the peak RSS it added."""
-    torch.manual_seed(case.seed)
-    loss_fn = IMPLEMENTATIONS[name]
-    logits, target = make_inputs(case)
-    baseline = _peak_rss_mib()
-    times = []
-    loss = torch.zeros(())
-    for _ in range(case.repeats + 1):  # the first run warms up allocator and kernels
-        leaf = logits.detach().requires_grad_(True)
+    """Run in the child process: time forward+backward, report the peak RSS the runs added."""
+    impl = IMPLEMENTATIONS[name]
+    hidden, weight, target = make_inputs(case)
+
+    def step() -> tuple[float, float]:
+        leaves = [t.detach().requires_grad_(impl.differentiable) for t in (hidden, weight)]
         start = time.perf_counter()
-        loss = loss_fn(leaf, target)
-        loss.backward()  # type: ignore[no-untyped-call]
-        times.append(time.perf_counter() - start)
-        loss = loss.detach()
-        del leaf
+        loss = impl.function(leaves[0], leaves[1], target)
+        if impl.differentiable:
+            loss.backward()  # type: ignore[no-untyped-call]
+        return time.perf_counter() - start, loss.item()
+
+    step()  # warm-up: compilation, allocator, thread pools
+    gc.collect()
+    _reset_peak_memory()
+    baseline = _memory_mib("VmRSS")
+    runs = [step() for _ in range(case.repeats)]
     return {
-        "seconds": statistics.median(times[1:]),
-        "peak_mib": _peak_rss_mib() - baseline,
-        "loss": loss.item(),
+        "seconds": statistics.median(seconds for seconds, _ in runs),
+        "peak_mib": _memory_mib("VmHWM") - baseline,
+        "loss": runs[-1][1],
     }
 
 
 def format_rows(rows: Sequence[BenchRow]) -> str:
-    """A plain-text table, each implementation's time and memory also as a ratio to torch's."""
-    headers = ["case", "impl", "fwd+bwd ms", "x torch", "peak MiB", "x torch", "loss", "|err|"]
-    lines = []
+    """A plain-text table; time and memory also as ratios to the naive PyTorch loss."""
+    headers = ["case", "impl", "fwd+bwd s", "x torch", "peak MiB", "x torch", "loss", "|err|"]
     baseline = {row.case: row for row in rows if row.implementation == "torch"}
+    lines = []
     for row in rows:
         reference = baseline.get(row.case)
-        time_ratio = f"{row.seconds / reference.seconds:.2f}" if reference else "-"
-        memory_ratio = (
-            f"{row.peak_mib / reference.peak_mib:.2f}"
-            if reference and reference.peak_mib > 0
-            else "-"
-        )
         lines.append(
             [
-                f"N={row.case.rows} V={row.case.vocab} {row.case.dtype}",
+                row.case.label,
                 row.implementation,
-                f"{row.seconds * 1e3:.1f}",
-                time_ratio,
+                f"{row.seconds:.3f}",
+                f"{row.seconds / reference.seconds:.2f}" if reference else "-",
                 f"{row.peak_mib:.0f}",
-                memory_ratio,
-                f"{row.loss:.6f}",
-                f"{row.error:.1e}",
+                f"{row.peak_mib / reference.peak_mib:.3f}"
+                if reference and reference.peak_mib > 0
+                else "-",
+                "-" if row.loss != row.loss else f"{row.loss:.6f}",
+                "-" if row.error != row.error else f"{row.error:.1e}",
             ]
         )
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]

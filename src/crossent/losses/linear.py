@@ -301,12 +301,18 @@ class _GradInForwardFunction(torch.autograd.Function):
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
         grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
         hidden_dtype, weight_dtype, bias_dtype = ctx.input_dtypes
-        g = grad_loss.to(grad_hidden.dtype)
         needs = ctx.needs_input_grad
+
+        def scaled(grad: Tensor, dtype: torch.dtype) -> Tensor:
+            # The usual upstream gradient is exactly 1: hand over the stored gradient, no copy.
+            if bool(grad_loss == 1):
+                return grad.to(dtype)
+            return (grad * grad_loss.to(grad.dtype)).to(dtype)
+
         return (
-            (grad_hidden * g).to(hidden_dtype) if needs[0] else None,
-            (grad_weight * g).to(weight_dtype) if needs[1] else None,
-            (grad_bias * g).to(bias_dtype) if needs[2] and grad_bias is not None else None,
+            scaled(grad_hidden, hidden_dtype) if needs[0] else None,
+            scaled(grad_weight, weight_dtype) if needs[1] else None,
+            scaled(grad_bias, bias_dtype) if needs[2] and grad_bias is not None else None,
             None,
             None,
         )
