@@ -5,7 +5,7 @@ The loss functions take logits with the class dimension last (``[..., V]``); see
 """
 
 from crossent import metrics
-from crossent.losses import reference
+from crossent.losses import parallel, reference
 from crossent.losses.binary import binary_cross_entropy
 from crossent.losses.cross_entropy import CrossEntropyStats, cross_entropy, cross_entropy_with_stats
 from crossent.losses.distill import distillation_loss, kl_divergence
@@ -24,5 +24,6 @@ __all__ = [
     "linear_cross_entropy",
     "linear_cross_entropy_with_stats",
     "metrics",
+    "parallel",
     "reference",
 ]
