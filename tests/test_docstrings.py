@@ -16,7 +16,8 @@ def _modules() -> list[ModuleType]:
     names = [
         info.name
         for info in pkgutil.walk_packages(crossent.__path__, prefix="crossent.")
-        if not info.name.endswith("__main__")  # importing it runs the command
+        # importing __main__ runs the command; the Triton source needs the optional Triton
+        if not info.name.endswith(("__main__", "_row_kernel"))
     ]
     return [importlib.import_module(name) for name in ["crossent", *names]]
 

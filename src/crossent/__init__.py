@@ -4,7 +4,7 @@ The loss functions take logits with the class dimension last (``[..., V]``); see
 :mod:`crossent.losses.cross_entropy` for the conventions they share.
 """
 
-from crossent import metrics
+from crossent import metrics, nn
 from crossent.losses import parallel, reference
 from crossent.losses.binary import binary_cross_entropy
 from crossent.losses.cross_entropy import CrossEntropyStats, cross_entropy, cross_entropy_with_stats
@@ -24,6 +24,7 @@ __all__ = [
     "linear_cross_entropy",
     "linear_cross_entropy_with_stats",
     "metrics",
+    "nn",
     "parallel",
     "reference",
 ]

@@ -58,6 +58,11 @@ def _crossent(hidden: Tensor, weight: Tensor, target: Tensor) -> Tensor:
     return linear_cross_entropy(hidden, weight, target)
 
 
+def _crossent_recompute(hidden: Tensor, weight: Tensor, target: Tensor) -> Tensor:
+    """crossent with the gradient recomputed in backward (its path for per-token losses)."""
+    return linear_cross_entropy(hidden, weight, target, reduction="none").mean()
+
+
 def _floor(hidden: Tensor, weight: Tensor, target: Tensor) -> Tensor:
     """Only the three matrix products: logits, then the gradients of hidden and weight."""
     del target
@@ -88,6 +93,7 @@ IMPLEMENTATIONS = {
         Implementation("torch-chunked", _torch_chunked),
         Implementation("cce-compile", _cut_cross_entropy, needs_module="cut_cross_entropy"),
         Implementation("crossent", _crossent),
+        Implementation("crossent-recompute", _crossent_recompute),
         Implementation("floor", _floor, differentiable=False),
     ]
 }

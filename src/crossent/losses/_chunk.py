@@ -38,11 +38,14 @@ class ChunkLoss:
             the target is ignored.
         lse: ``[r]`` logsumexp of the (soft-capped) logits.
         correct: ``[r]`` bool, the target is the argmax (False where ignored).
+        probs: ``[r, V]`` the softmax, when asked for (made in place from the log-softmax, so
+            it costs one exponential and no allocation).
     """
 
     ce: Tensor
     lse: Tensor
     correct: Tensor
+    probs: Tensor | None = None
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -73,6 +76,8 @@ def chunk_loss(
     weight: Tensor | None,
     options: LossOptions,
     dtype: torch.dtype,
+    *,
+    keep_probs: bool = False,
 ) -> ChunkLoss:
     """Loss terms of ``[r, V]`` (already soft-capped) logits against ``[r]`` or ``[r, V]`` targets.
 
@@ -90,7 +95,8 @@ def chunk_loss(
         mass = soft_target_mass(target.to(dtype), weight, eps)
         # 0 * log 0 must be 0: a masked class the target gives no mass to.
         ce = -torch.where(mass == 0, 0.0, mass * log_probs).sum(-1)
-        return ChunkLoss(ce, lse, top1 == target.argmax(dim=-1))
+        probs = log_probs.exp_() if keep_probs else None
+        return ChunkLoss(ce, lse, top1 == target.argmax(dim=-1), probs)
 
     scored = target != options.ignore_index
     safe = target.masked_fill(~scored, 0)
@@ -98,10 +104,12 @@ def chunk_loss(
     if weight is not None:
         ce = ce * weight[safe]
     if eps:
-        if weight is not None:
-            log_probs = torch.where(weight == 0, 0.0, log_probs * weight)
-        ce = (1 - eps) * ce - eps / num_classes * log_probs.sum(-1)
-    return ChunkLoss(torch.where(scored, ce, 0.0), lse, (top1 == target) & scored)
+        weighted = (
+            log_probs if weight is None else torch.where(weight == 0, 0.0, log_probs * weight)
+        )
+        ce = (1 - eps) * ce - eps / num_classes * weighted.sum(-1)
+    probs = log_probs.exp_() if keep_probs else None
+    return ChunkLoss(torch.where(scored, ce, 0.0), lse, (top1 == target) & scored, probs)
 
 
 def chunk_logit_grad_(

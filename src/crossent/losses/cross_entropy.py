@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from crossent.kernels.rows import triton_rows, use_triton
 from crossent.losses._checks import (
     Reduction,
     check_class_target,
@@ -268,10 +269,13 @@ class _CrossEntropyFunction(torch.autograd.Function):
         ce = torch.zeros(num_rows, dtype=dtype, device=logits.device)
         lse = torch.zeros(num_rows, dtype=dtype, device=logits.device)
         correct = torch.zeros(num_rows, dtype=torch.bool, device=logits.device)
+        triton = use_triton(logits, weight is not None, torch.is_floating_point(target))
         for rows in _row_chunks(num_rows, num_classes):
-            terms = chunk_loss(
-                capped(logits[rows], options, dtype), target[rows], w, options, dtype
-            )
+            if triton:
+                terms = triton_rows(logits[rows].contiguous(), target[rows], options)
+            else:
+                z = capped(logits[rows], options, dtype)
+                terms = chunk_loss(z, target[rows], w, options, dtype)
             ce[rows], lse[rows], correct[rows] = terms.ce, terms.lse, terms.correct
 
         z_term = options.z_loss * lse.square()
@@ -304,6 +308,11 @@ class _CrossEntropyFunction(torch.autograd.Function):
 
         grad_logits = torch.empty_like(logits) if ctx.needs_input_grad[0] else None
         grad_target = torch.empty_like(target) if soft and ctx.needs_input_grad[1] else None
+        if grad_logits is not None and use_triton(logits, weight is not None, soft):
+            for rows in _row_chunks(num_rows, num_classes):
+                grad_logits[rows] = logits[rows]  # the kernel turns it into its gradient
+                triton_rows(grad_logits[rows], target[rows], options, grad_ce[rows], grad_z[rows])
+            return grad_logits, None, None, None
         for rows in _row_chunks(num_rows, num_classes):
             z = capped(logits[rows], options, dtype)
             if grad_target is not None:

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from crossent.kernels import rows_loss
 from crossent.losses._checks import (
     Reduction,
     check_class_target,
@@ -39,13 +40,7 @@ from crossent.losses._checks import (
     check_positive,
     check_reduction,
 )
-from crossent.losses._chunk import (
-    LossOptions,
-    capped,
-    chunk_logit_grad_,
-    chunk_loss,
-    compute_dtype,
-)
+from crossent.losses._chunk import LossOptions, compute_dtype
 from crossent.losses.cross_entropy import CrossEntropyStats
 
 # Each chunk's fp32 logits take about this many bytes: the chunk is the only large temporary,
@@ -226,12 +221,9 @@ def _check_arguments(
         )
 
 
-def _chunk_logits(
-    hidden: Tensor, weight: Tensor, bias: Tensor | None, options: LossOptions, dtype: torch.dtype
-) -> Tensor:
-    """The soft-capped ``[rows, V]`` logits of a chunk of tokens, in the compute dtype."""
-    logits = hidden @ weight.T if bias is None else torch.addmm(bias, hidden, weight.T)
-    return capped(logits.to(dtype), options, dtype)
+def _chunk_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """The raw ``[rows, V]`` logits of a chunk of tokens, in the inputs' dtype."""
+    return hidden @ weight.T if bias is None else torch.addmm(bias, hidden, weight.T)
 
 
 def _scored_rows(target: Tensor, ignore_index: int) -> Tensor:
@@ -271,18 +263,14 @@ class _GradInForwardFunction(torch.autograd.Function):
             index = rows[start : start + plan.chunk_rows]
             chunk_hidden = hidden[index]
             chunk_target = target[index]
-            logits = _chunk_logits(chunk_hidden, weight, bias, options, dtype)
-            terms = chunk_loss(logits, chunk_target, None, options, dtype)
-            token_loss[index] = terms.ce + options.z_loss * terms.lse.square()
-            lse[index] = terms.lse
+            logits = _chunk_logits(chunk_hidden, weight, bias)
+            grad_scale = torch.full((index.numel(),), scale, dtype=dtype, device=hidden.device)
+            terms, grad = rows_loss(logits, chunk_target, options, grad_scale, grad_scale)
+            assert grad is not None
+            token_loss[index] = (terms.ce + options.z_loss * terms.lse.square()).to(dtype)
+            lse[index] = terms.lse.to(dtype)
             correct[index] = terms.correct
-
-            grad_ce = torch.full_like(terms.ce, scale)
-            grad_softmax = 2 * options.z_loss * scale * terms.lse
-            probs = torch.softmax(logits, dim=-1, dtype=dtype)
-            grad_logits = chunk_logit_grad_(
-                probs, logits, chunk_target, None, options, grad_ce, grad_softmax
-            ).to(hidden.dtype)
+            grad_logits = grad.to(hidden.dtype)
             grad_hidden[index] = (grad_logits @ weight).to(dtype)
             grad_weight.addmm_(grad_logits.T.to(dtype), chunk_hidden.to(dtype))
             if bias is not None:
@@ -340,10 +328,10 @@ class _RecomputeFunction(torch.autograd.Function):
         with torch.no_grad():
             for start in range(0, rows.numel(), plan.chunk_rows):
                 index = rows[start : start + plan.chunk_rows]
-                logits = _chunk_logits(hidden[index], weight, bias, options, dtype)
-                terms = chunk_loss(logits, target[index], None, options, dtype)
-                ce[index] = terms.ce
-                lse[index] = terms.lse
+                logits = _chunk_logits(hidden[index], weight, bias)
+                terms, _ = rows_loss(logits, target[index], options)
+                ce[index] = terms.ce.to(dtype)
+                lse[index] = terms.lse.to(dtype)
                 correct[index] = terms.correct
         z_term = options.z_loss * lse.square()  # 0 for ignored tokens, whose lse stays 0
         ctx.save_for_backward(hidden, weight, bias, target, lse)
@@ -368,18 +356,10 @@ class _RecomputeFunction(torch.autograd.Function):
         for start in range(0, rows.numel(), plan.chunk_rows):
             index = rows[start : start + plan.chunk_rows]
             chunk_hidden = hidden[index]
-            logits = _chunk_logits(chunk_hidden, weight, bias, options, dtype)
-            probs = torch.softmax(logits, dim=-1, dtype=dtype)
-            grad_softmax = 2 * options.z_loss * lse[index] * grad_z[index].to(dtype)
-            grad_logits = chunk_logit_grad_(
-                probs,
-                logits,
-                target[index],
-                None,
-                options,
-                grad_ce[index].to(dtype),
-                grad_softmax,
-            ).to(hidden.dtype)
+            logits = _chunk_logits(chunk_hidden, weight, bias)
+            _, grad = rows_loss(logits, target[index], options, grad_ce[index], grad_z[index])
+            assert grad is not None
+            grad_logits = grad.to(hidden.dtype)
             if needs[0]:
                 grad_hidden[index] = (grad_logits @ weight).to(dtype)
             if needs[1]:

@@ -1,0 +1,104 @@
+"""A Triton kernel for a chunk of cross-entropy rows: loss, logsumexp, top-1, gradient in place.
+
+The GPU path of :mod:`crossent.losses.linear` and :mod:`crossent.losses.cross_entropy`: the
+matrix products stay with cuBLAS, and this kernel replaces the PyTorch per-chunk arithmetic of
+:mod:`crossent.losses._chunk` for class-index targets without class weights (the language-model
+case). One program handles one row: a first sweep over the vocabulary keeps an online maximum and
+sum of exponentials (and the target's logit, the sum of logits for label smoothing and the
+argmax); a second sweep, when asked, overwrites the row with the gradient of the loss. So the
+logits are read twice and written once, in fp32 registers whatever their storage dtype.
+
+Triton is an optional dependency, imported when first needed. ``TRITON_INTERPRET=1`` runs the same
+kernel on the CPU (slowly), which is how the tests check it on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from crossent.losses._chunk import ChunkLoss, LossOptions
+
+_BLOCK = 1024
+
+
+def triton_available() -> bool:
+    """Whether the Triton package can be imported here."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def use_triton(tensor: Tensor, weighted: bool, soft: bool) -> bool:
+    """Whether this chunk should go through the Triton kernel.
+
+    ``CROSSENT_KERNEL=torch`` or ``=triton`` overrides the automatic choice, which is Triton for
+    CUDA tensors when it is installed. Class weights and probability targets always use PyTorch.
+    """
+    if weighted or soft:
+        return False
+    choice = os.environ.get("CROSSENT_KERNEL", "auto")
+    if choice == "torch":
+        return False
+    if choice == "triton":
+        return True
+    return tensor.is_cuda and triton_available()
+
+
+@functools.cache
+def _compiled_kernel() -> Any:
+    """The kernel, imported on first use so that importing crossent never needs Triton."""
+    from crossent.kernels._row_kernel import row_kernel
+
+    return row_kernel
+
+
+def triton_rows(
+    logits: Tensor,
+    target: Tensor,
+    options: LossOptions,
+    grad_ce: Tensor | None = None,
+    grad_z: Tensor | None = None,
+) -> ChunkLoss:
+    """Loss terms of ``[r, V]`` raw logits against ``[r]`` class ids, on the Triton kernel.
+
+    With ``grad_ce`` and ``grad_z`` (``[r]`` upstream gradients of each row's cross-entropy and
+    z-loss term), ``logits`` is overwritten in place by its gradient. ``ChunkLoss.ce`` excludes
+    the z-loss term, as the PyTorch path's does.
+    """
+    rows, num_classes = logits.shape
+    if logits.stride(-1) != 1:
+        raise ValueError("the Triton row kernel needs rows with unit stride")
+    write_grad = grad_ce is not None
+    ce = torch.empty(rows, dtype=torch.float32, device=logits.device)
+    lse = torch.empty_like(ce)
+    correct = torch.empty(rows, dtype=torch.bool, device=logits.device)
+    if rows == 0:
+        return ChunkLoss(ce, lse, correct)
+    grad_ce_arg = grad_ce.float().contiguous() if grad_ce is not None else ce
+    grad_z_arg = grad_z.float().contiguous() if grad_z is not None else ce
+    _compiled_kernel()[(rows,)](
+        logits,
+        logits.stride(0),
+        target.contiguous(),
+        grad_ce_arg,
+        grad_z_arg,
+        ce,
+        lse,
+        correct,
+        num_classes,
+        options.ignore_index,
+        options.label_smoothing,
+        options.z_loss,
+        options.softcap if options.softcap is not None else 1.0,
+        has_softcap=options.softcap is not None,
+        write_grad=write_grad,
+        block=_BLOCK,
+    )
+    return ChunkLoss(ce, lse, correct)
