@@ -205,7 +205,7 @@ def test_evaluation_without_grad_matches() -> None:
 
 
 def test_torch_compile_of_a_model_that_calls_it() -> None:
-    """A compiled model with the fused loss on its head gives the eager loss."""
+    """A compiled model with the fused loss on its (tied) head: the eager loss and gradients."""
 
     class TinyLM(torch.nn.Module):
         def __init__(self) -> None:
@@ -222,8 +222,16 @@ def test_torch_compile_of_a_model_that_calls_it() -> None:
     tokens = torch.randint(0, 37, (2, 9))
     target = torch.randint(0, 37, (2, 9))
     eager = model(tokens, target)
-    compiled = torch.compile(model, backend="eager")(tokens, target)
+    eager.backward()
+    eager_grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad()
+    compiled = torch.compile(model)(tokens, target)
+    compiled.backward()
     torch.testing.assert_close(compiled, eager)
+    compiled_grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert len(compiled_grads) == len(eager_grads) == 3
+    for got, want in zip(compiled_grads, eager_grads, strict=True):
+        torch.testing.assert_close(got, want)
     torch.testing.assert_close(
         eager, _unfused(torch.tanh(model.mix(model.embed(tokens))), model.embed.weight, target)
     )
