@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from crossent.kernels.rows import triton_rows, use_triton
@@ -19,6 +20,10 @@ from crossent.losses._chunk import (
     compute_dtype,
 )
 
+# The PyTorch path walks a chunk in blocks of about this many logits (2 MiB of fp32), so that
+# its five passes over a block (log-softmax, max, exp, scale, copy) hit the cache, not memory.
+_CACHE_ELEMENTS = 1 << 19
+
 
 def rows_loss(
     logits: Tensor,
@@ -30,21 +35,34 @@ def rows_loss(
     """Loss terms of ``[r, V]`` raw logits against ``[r]`` class ids (no class weights).
 
     With ``grad_ce`` and ``grad_z``, the ``[r]`` upstream gradients of each row's cross-entropy
-    and z-loss term, also returns the gradient of the logits; it may be ``logits`` itself,
-    overwritten in place (the Triton path), or a new fp32 tensor (the PyTorch path).
+    and z-loss term, ``logits`` is overwritten in place by its gradient and also returned (in
+    the logits' dtype; a copy if ``logits`` was not contiguous).
     """
     if use_triton(logits, weighted=False, soft=False):
         rows = logits.contiguous()
         terms = triton_rows(rows, target, options, grad_ce, grad_z)
         return terms, (rows if grad_ce is not None else None)
+
+    num_rows, num_classes = logits.shape
     dtype = compute_dtype(logits.dtype)
-    z = capped(logits, options, dtype)
-    terms = chunk_loss(z, target, None, options, dtype, keep_probs=grad_ce is not None)
-    if grad_ce is None or grad_z is None or terms.probs is None:
-        return terms, None
-    scored = target != options.ignore_index
-    grad_softmax = (2 * options.z_loss * terms.lse * grad_z.to(dtype)).where(scored, 0.0)
-    grad = chunk_logit_grad_(
-        terms.probs, z, target, None, options, grad_ce.to(dtype).where(scored, 0.0), grad_softmax
-    )
-    return terms, grad
+    ce = torch.empty(num_rows, dtype=dtype, device=logits.device)
+    lse = torch.empty_like(ce)
+    correct = torch.empty(num_rows, dtype=torch.bool, device=logits.device)
+    upstream = (grad_ce, grad_z) if grad_ce is not None and grad_z is not None else None
+    step = max(1, _CACHE_ELEMENTS // num_classes)
+    for start in range(0, num_rows, step):
+        block = slice(start, start + step)
+        z = capped(logits[block], options, dtype)
+        block_target = target[block]
+        terms = chunk_loss(z, block_target, None, options, dtype, keep_probs=upstream is not None)
+        ce[block], lse[block], correct[block] = terms.ce, terms.lse, terms.correct
+        if upstream is None or terms.probs is None:
+            continue
+        scored = block_target != options.ignore_index
+        grad_ce_block = upstream[0][block].to(dtype).where(scored, 0.0)
+        grad_z_block = upstream[1][block].to(dtype)
+        grad_softmax = (2 * options.z_loss * terms.lse * grad_z_block).where(scored, 0.0)
+        logits[block] = chunk_logit_grad_(
+            terms.probs, z, block_target, None, options, grad_ce_block, grad_softmax
+        )
+    return ChunkLoss(ce, lse, correct), (logits if upstream is not None else None)
