@@ -48,10 +48,14 @@ from crossent.losses.cross_entropy import CrossEntropyStats
 _CHUNK_BYTES = 64 << 20
 
 
-def default_chunk_rows(vocab_size: int, dtype: torch.dtype) -> int:
-    """Tokens per chunk: as many as fit ``_CHUNK_BYTES`` of fp32 logits, at least 16."""
-    del dtype  # the logits are worked on in fp32 whatever the inputs' dtype
-    return max(16, _CHUNK_BYTES // (4 * vocab_size))
+def default_chunk_rows(vocab_size: int) -> int:
+    """Tokens per chunk: as many as fit ``_CHUNK_BYTES`` of fp32 logits (at least one).
+
+    The chunk shrinks with the vocabulary down to a single token, whose logits stay below the
+    budget for any V up to 16 million, so the vocabulary itself never needs splitting: 256k
+    classes still give 65 tokens a chunk.
+    """
+    return max(1, _CHUNK_BYTES // (4 * vocab_size))
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,7 @@ def linear_cross_entropy_with_stats(
         check_positive("chunk_rows", chunk_rows)
     plan = _Plan(
         options=LossOptions(ignore_index, float(label_smoothing), float(z_loss), softcap),
-        chunk_rows=chunk_rows or default_chunk_rows(vocab_size, hidden.dtype),
+        chunk_rows=chunk_rows or default_chunk_rows(vocab_size),
         reduction=reduction,
     )
     leading = hidden.shape[:-1]

@@ -208,7 +208,7 @@ def vocab_parallel_linear_cross_entropy(
     check_class_target(target, shard.vocab_size, ignore_index)
     if chunk_rows is None:
         # From the largest slice, so that every rank walks the same chunks (each is a collective).
-        chunk_rows = default_chunk_rows(shard.largest_slice, hidden.dtype)
+        chunk_rows = default_chunk_rows(shard.largest_slice)
 
     leading = target.shape
     flat_target = target.reshape(-1)
