@@ -12,23 +12,11 @@ from torch import Tensor
 from crossent.losses._checks import (
     Reduction,
     check_floating,
-    check_in_range,
-    check_non_negative,
+    check_loss_options,
     check_positive,
-    check_reduction,
 )
 from crossent.losses.cross_entropy import cross_entropy
 from crossent.losses.linear import linear_cross_entropy
-
-
-def _check_options(
-    reduction: str, label_smoothing: float, z_loss: float, softcap: float | None
-) -> None:
-    check_reduction(reduction)
-    check_in_range("label_smoothing", label_smoothing, 0.0, 1.0)
-    check_non_negative("z_loss", z_loss)
-    if softcap is not None:
-        check_positive("softcap", softcap)
 
 
 class CrossEntropyLoss(torch.nn.Module):
@@ -54,7 +42,7 @@ class CrossEntropyLoss(torch.nn.Module):
         softcap: float | None = None,
     ) -> None:
         super().__init__()
-        _check_options(reduction, label_smoothing, z_loss, softcap)
+        check_loss_options(reduction, label_smoothing, z_loss, softcap)
         if weight is not None:
             check_floating("weight", weight)
             if weight.ndim != 1:
@@ -114,7 +102,7 @@ class LinearCrossEntropyLoss(torch.nn.Module):
         chunk_rows: int | None = None,
     ) -> None:
         super().__init__()
-        _check_options(reduction, label_smoothing, z_loss, softcap)
+        check_loss_options(reduction, label_smoothing, z_loss, softcap)
         if chunk_rows is not None:
             check_positive("chunk_rows", chunk_rows)
         self.ignore_index = ignore_index

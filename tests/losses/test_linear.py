@@ -240,10 +240,14 @@ def test_torch_compile_of_a_model_that_calls_it() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"weight": torch.randn(11, 5)}, ValueError, r"weight must be \[V, d\] with d = .*\(8\)"),
+        (
+            {"weight": torch.randn(11, 5)},
+            ValueError,
+            r"weight must be \[V, d\], .* with d = .*\(8\)",
+        ),
         ({"target": torch.full((3,), 11)}, ValueError, r"target 11 is outside the vocabulary"),
         ({"target": torch.zeros(4, dtype=torch.long)}, ValueError, r"\(3, 8\) needs target \(3,\)"),
-        ({"bias": torch.randn(10)}, ValueError, r"bias must have one entry per class"),
+        ({"bias": torch.randn(10)}, ValueError, r"bias must have one entry per row of weight"),
         ({"hidden": torch.ones(3, 8, dtype=torch.long)}, TypeError, "floating-point"),
         ({"weight": torch.randn(11, 8, dtype=torch.float64)}, TypeError, "same dtype"),
         ({"reduction": "avg"}, ValueError, "unknown reduction 'avg'"),

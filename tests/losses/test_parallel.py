@@ -379,7 +379,7 @@ def _ids(count: int) -> Tensor:
                 torch.zeros(3, 4), torch.zeros(5, 6), _ids(3)
             ),
             ValueError,
-            r"\[V_local, d\] rows of the head, with d = hidden's last dimension \(4\)",
+            r"this rank's shard of the vocabulary, with d = hidden's last dimension \(4\)",
         ),
         (
             lambda: vocab_parallel_linear_cross_entropy(
@@ -393,7 +393,7 @@ def _ids(count: int) -> Tensor:
                 torch.zeros(3, 4), torch.zeros(5, 4), _ids(3), torch.zeros(4)
             ),
             ValueError,
-            r"bias must have one entry per row of this rank's weight, shape \(5,\), got \(4,\)",
+            r"bias must have one entry per row of weight, shape \(5,\), got \(4,\)",
         ),
     ],
     ids=[

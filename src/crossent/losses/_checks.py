@@ -87,3 +87,45 @@ def check_class_target(target: Tensor, num_classes: int, ignore_index: int) -> N
             f"target {value} is outside the vocabulary (size {num_classes}){where}; "
             f"targets must be in [0, {num_classes}) or equal ignore_index={ignore_index}"
         )
+
+
+def check_loss_options(
+    reduction: str, label_smoothing: float, z_loss: float, softcap: float | None = None
+) -> None:
+    """The options every cross-entropy shares: reduction, label smoothing, z-loss, soft-cap."""
+    check_reduction(reduction)
+    check_in_range("label_smoothing", label_smoothing, 0.0, 1.0)
+    check_non_negative("z_loss", z_loss)
+    if softcap is not None:
+        check_positive("softcap", softcap)
+
+
+def check_lm_head(
+    hidden: Tensor, weight: Tensor, bias: Tensor | None, rows: str = "the vocabulary"
+) -> None:
+    """``hidden [..., d]``, ``weight [V, d]`` of the same dtype, ``bias [V]``.
+
+    ``rows`` names what the weight's rows are, for the messages (a rank's shard, say).
+    """
+    check_floating("hidden", hidden)
+    check_floating("weight", weight)
+    if hidden.ndim == 0:
+        raise ValueError("hidden must be [..., d], got a scalar")
+    if weight.ndim != 2 or weight.shape[1] != hidden.shape[-1]:
+        raise ValueError(
+            f"weight must be [V, d], one row per class of {rows}, with d = hidden's last "
+            f"dimension ({hidden.shape[-1]}), got {tuple(weight.shape)}"
+        )
+    if weight.shape[0] == 0:
+        raise ValueError(f"weight has no rows for {rows} (shape (0, d))")
+    if weight.dtype != hidden.dtype:
+        raise TypeError(
+            f"hidden and weight must have the same dtype, got {hidden.dtype} and {weight.dtype}"
+        )
+    if bias is not None:
+        check_floating("bias", bias)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(
+                f"bias must have one entry per row of weight, shape ({weight.shape[0]},), "
+                f"got {tuple(bias.shape)}"
+            )

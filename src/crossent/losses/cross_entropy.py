@@ -44,11 +44,8 @@ from crossent.losses._checks import (
     Reduction,
     check_class_target,
     check_class_weight,
-    check_in_range,
     check_logits,
-    check_non_negative,
-    check_positive,
-    check_reduction,
+    check_loss_options,
     check_same_shape,
 )
 from crossent.losses._chunk import (
@@ -223,11 +220,7 @@ def _check_arguments(
 ) -> bool:
     """Validate everything but the target values; return whether the targets are probabilities."""
     check_logits("logits", logits)
-    check_reduction(reduction)
-    check_in_range("label_smoothing", label_smoothing, 0.0, 1.0)
-    check_non_negative("z_loss", z_loss)
-    if softcap is not None:
-        check_positive("softcap", softcap)
+    check_loss_options(reduction, label_smoothing, z_loss, softcap)
     check_class_weight(weight, logits.shape[-1])
     soft = torch.is_floating_point(target)
     if soft:

@@ -34,11 +34,9 @@ from crossent.kernels import rows_loss
 from crossent.losses._checks import (
     Reduction,
     check_class_target,
-    check_floating,
-    check_in_range,
-    check_non_negative,
+    check_lm_head,
+    check_loss_options,
     check_positive,
-    check_reduction,
 )
 from crossent.losses._chunk import LossOptions, compute_dtype
 from crossent.losses.cross_entropy import CrossEntropyStats
@@ -190,33 +188,8 @@ def _check_arguments(
     z_loss: float,
     softcap: float | None,
 ) -> None:
-    check_floating("hidden", hidden)
-    check_floating("weight", weight)
-    check_reduction(reduction)
-    check_in_range("label_smoothing", label_smoothing, 0.0, 1.0)
-    check_non_negative("z_loss", z_loss)
-    if softcap is not None:
-        check_positive("softcap", softcap)
-    if hidden.ndim == 0:
-        raise ValueError("hidden must be [..., d], got a scalar")
-    if weight.ndim != 2 or weight.shape[1] != hidden.shape[-1]:
-        raise ValueError(
-            f"weight must be [V, d] with d = hidden's last dimension ({hidden.shape[-1]}), "
-            f"got {tuple(weight.shape)}"
-        )
-    if weight.shape[0] == 0:
-        raise ValueError("weight has an empty vocabulary (shape (0, d))")
-    if weight.dtype != hidden.dtype:
-        raise TypeError(
-            f"hidden and weight must have the same dtype, got {hidden.dtype} and {weight.dtype}"
-        )
-    if bias is not None:
-        check_floating("bias", bias)
-        if bias.shape != (weight.shape[0],):
-            raise ValueError(
-                f"bias must have one entry per class, shape ({weight.shape[0]},), "
-                f"got {tuple(bias.shape)}"
-            )
+    check_lm_head(hidden, weight, bias)
+    check_loss_options(reduction, label_smoothing, z_loss, softcap)
     if target.shape != hidden.shape[:-1]:
         raise ValueError(
             f"target must have hidden's shape without the last dimension: hidden "

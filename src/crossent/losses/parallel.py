@@ -47,12 +47,10 @@ from torch.distributed import ProcessGroup
 from crossent.losses._checks import (
     Reduction,
     check_class_target,
-    check_floating,
-    check_in_range,
+    check_lm_head,
     check_logits,
-    check_non_negative,
+    check_loss_options,
     check_positive,
-    check_reduction,
 )
 from crossent.losses._chunk import compute_dtype
 from crossent.losses.linear import default_chunk_rows
@@ -123,7 +121,7 @@ def vocab_parallel_cross_entropy(
         ValueError: a target outside ``[0, V)`` (global V), mismatched shapes, an option out of
             range.
     """
-    _check_options(reduction, label_smoothing, z_loss)
+    check_loss_options(reduction, label_smoothing, z_loss)
     check_logits("logits", logits)
     _check_target_shape(target, logits.shape[:-1], "logits", tuple(logits.shape))
     shard = _locate_shard(
@@ -197,8 +195,8 @@ def vocab_parallel_linear_cross_entropy(
         ValueError: a target outside ``[0, V)`` (global V), mismatched shapes, an option out of
             range.
     """
-    _check_options(reduction, label_smoothing, z_loss)
-    _check_linear_inputs(hidden, weight, bias)
+    check_loss_options(reduction, label_smoothing, z_loss)
+    check_lm_head(hidden, weight, bias, rows="this rank's shard of the vocabulary")
     _check_target_shape(target, hidden.shape[:-1], "hidden", tuple(hidden.shape))
     if chunk_rows is not None:
         check_positive("chunk_rows", chunk_rows)
@@ -218,12 +216,6 @@ def vocab_parallel_linear_cross_entropy(
     return _reduce(token_loss, flat_target != ignore_index, reduction, leading).to(hidden.dtype)
 
 
-def _check_options(reduction: str, label_smoothing: float, z_loss: float) -> None:
-    check_reduction(reduction)
-    check_in_range("label_smoothing", label_smoothing, 0.0, 1.0)
-    check_non_negative("z_loss", z_loss)
-
-
 def _check_target_shape(
     target: Tensor, expected: torch.Size, name: str, input_shape: tuple[int, ...]
 ) -> None:
@@ -232,31 +224,6 @@ def _check_target_shape(
             f"target must have {name}'s shape without the last dimension: {name} "
             f"{input_shape} needs target {tuple(expected)}, got {tuple(target.shape)}"
         )
-
-
-def _check_linear_inputs(hidden: Tensor, weight: Tensor, bias: Tensor | None) -> None:
-    check_floating("hidden", hidden)
-    check_floating("weight", weight)
-    if hidden.ndim == 0:
-        raise ValueError("hidden must be [..., d], got a scalar")
-    if weight.ndim != 2 or weight.shape[1] != hidden.shape[-1]:
-        raise ValueError(
-            f"weight must be this rank's [V_local, d] rows of the head, with d = hidden's last "
-            f"dimension ({hidden.shape[-1]}), got {tuple(weight.shape)}"
-        )
-    if weight.shape[0] == 0:
-        raise ValueError("weight holds no vocabulary rows on this rank (shape (0, d))")
-    if weight.dtype != hidden.dtype:
-        raise TypeError(
-            f"hidden and weight must have the same dtype, got {hidden.dtype} and {weight.dtype}"
-        )
-    if bias is not None:
-        check_floating("bias", bias)
-        if bias.shape != (weight.shape[0],):
-            raise ValueError(
-                f"bias must have one entry per row of this rank's weight, shape "
-                f"({weight.shape[0]},), got {tuple(bias.shape)}"
-            )
 
 
 def _locate_shard(
