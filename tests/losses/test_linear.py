@@ -263,3 +263,19 @@ def test_bad_input_is_named(kwargs: dict[str, object], error: type[Exception], m
     arguments.update(kwargs)
     with pytest.raises(error, match=match):
         linear_cross_entropy(**arguments)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("frozen", ["hidden", "weight"])
+def test_a_frozen_input_gets_no_gradient_and_the_other_the_right_one(frozen: str) -> None:
+    hidden, weight, target, bias = _case((7,), 8, 29, "some", True, seed=6)
+    leaves = {
+        "hidden": hidden.clone().requires_grad_(frozen != "hidden"),
+        "weight": weight.clone().requires_grad_(frozen != "weight"),
+    }
+    linear_cross_entropy(leaves["hidden"], leaves["weight"], target, bias, chunk_rows=3).backward()
+    truth = [t.clone().requires_grad_(True) for t in (hidden, weight)]
+    _unfused(truth[0], truth[1], target, bias).backward()
+    assert leaves[frozen].grad is None
+    trained = "weight" if frozen == "hidden" else "hidden"
+    expected = truth[1].grad if trained == "weight" else truth[0].grad
+    torch.testing.assert_close(leaves[trained].grad, expected, rtol=1e-12, atol=1e-12)

@@ -225,6 +225,7 @@ class _GradInForwardFunction(torch.autograd.Function):
         options = plan.options
         dtype = compute_dtype(hidden.dtype)
         num_tokens = hidden.shape[0]
+        needs = ctx.needs_input_grad
         rows = _scored_rows(target, options.ignore_index)
         count = rows.numel()
         # d loss / d token_loss: 1 for a sum, 1/count for a mean (nothing scored: the loss is 0).
@@ -248,9 +249,12 @@ class _GradInForwardFunction(torch.autograd.Function):
             lse[index] = terms.lse.to(dtype)
             correct[index] = terms.correct
             grad_logits = grad.to(hidden.dtype)
-            grad_hidden[index] = (grad_logits @ weight).to(dtype)
-            grad_weight.addmm_(grad_logits.T.to(dtype), chunk_hidden.to(dtype))
-            if bias is not None:
+            # A frozen head (or frozen hidden states) saves its matrix product.
+            if needs[0]:
+                grad_hidden[index] = (grad_logits @ weight).to(dtype)
+            if needs[1]:
+                grad_weight.addmm_(grad_logits.T.to(dtype), chunk_hidden.to(dtype))
+            if needs[2]:
                 grad_bias += grad_logits.sum(0, dtype=dtype)
 
         loss = token_loss.sum() * scale
