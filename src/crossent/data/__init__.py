@@ -1,0 +1,12 @@
+"""Texts to evaluate on, and the windowing that decides which token is scored where.
+
+* :mod:`crossent.data.sources`: files, directories, JSON Lines, stdin or the default text
+  (the Python documentation inside CPython), read as :class:`Document` objects.
+* :mod:`crossent.data.windows`: the one documented convention for cutting a tokenized document
+  into model-sized :class:`Window` objects so that every token is scored exactly once.
+"""
+
+from crossent.data.sources import Document, read_documents
+from crossent.data.windows import Window, rolling_windows
+
+__all__ = ["Document", "Window", "read_documents", "rolling_windows"]
