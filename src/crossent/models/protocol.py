@@ -1,0 +1,85 @@
+"""The one small interface every causal language model in crossent is seen through.
+
+Evaluation and training never ask a model for logits. They ask for the final hidden states (what
+the LM head consumes) and for the head's weight and bias, and hand those to
+:func:`crossent.linear_cross_entropy`, so a full ``[tokens, V]`` logits tensor is never held.
+
+The contract that makes this exact: for every implementation,
+``logits == hidden_states(input_ids) @ head_weight.T (+ head_bias)``. A model whose own logits are
+anything else (soft-capped, scaled) must be refused by its loader, not approximated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """Text to token ids and back, without adding any special token."""
+
+    @property
+    def bos_token_id(self) -> int | None:
+        """The beginning-of-sequence token, or ``None`` when the tokenizer has none."""
+        ...
+
+    @property
+    def eos_token_id(self) -> int | None:
+        """The end-of-sequence token, or ``None`` when the tokenizer has none."""
+        ...
+
+    def encode(self, text: str) -> list[int]:
+        """The ids of ``text``, with no BOS, EOS or other special token added."""
+        ...
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of ``ids``, special tokens included, spaces not "cleaned up"."""
+        ...
+
+
+@runtime_checkable
+class CausalLM(Protocol):
+    """A causal language model, seen as a trunk producing hidden states and a linear LM head.
+
+    Shapes: ``B`` batch, ``T`` tokens, ``d`` hidden size, ``V`` vocabulary (rows of the head).
+    """
+
+    @property
+    def name(self) -> str:
+        """What the user called the model (``smollm2-135m``, a path, a hub name)."""
+        ...
+
+    @property
+    def tokenizer(self) -> Tokenizer: ...
+
+    @property
+    def context_length(self) -> int:
+        """The most tokens one input row may have."""
+        ...
+
+    @property
+    def vocab_size(self) -> int:
+        """``V``, the number of logits per position; may exceed the tokenizer's own size."""
+        ...
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live; input ids must be put there."""
+        ...
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        """The LM head weight, ``[V, d]``."""
+        ...
+
+    @property
+    def head_bias(self) -> torch.Tensor | None:
+        """The LM head bias, ``[V]``, or ``None``."""
+        ...
+
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The final hidden states, after the last norm: ``[B, T]`` int64 -> ``[B, T, d]``."""
+        ...
