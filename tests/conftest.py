@@ -1,4 +1,4 @@
-"""One real load of the embedded model for the whole session.
+"""Shared fixtures. One real load of the embedded model for the whole session.
 
 The first run converts the GGUF file (about 30 s) into the cache that ``CROSSENT_CACHE_DIR``
 names, by default the user cache, so later runs load it in seconds.
