@@ -6,6 +6,14 @@ names, by default the user cache, so later runs load it in seconds.
 
 from __future__ import annotations
 
+import os
+
+# Triton kernels run in Triton's CPU interpreter unless told otherwise. The variable must be set
+# before Triton is first imported (transformers may import it), because Triton builds its library
+# functions (tl.max, ...) for the interpreter only when it is set at import time. On a GPU
+# machine, TRITON_INTERPRET=0 pytest tests/kernels compiles the kernels for the device instead.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import pytest
 
 from crossent.models import HFCausalLM, load_model
