@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from crossent.losses.linear import linear_cross_entropy
+from crossent.report.table import format_table
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -280,12 +281,7 @@ def format_rows(rows: Sequence[BenchRow]) -> str:
                 "-" if row.error != row.error else f"{row.error:.1e}",
             ]
         )
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-    render = [
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
-        for line in [headers, ["-" * width for width in widths], *lines]
-    ]
-    return "\n".join(text.rstrip() for text in render)
+    return format_table(headers, lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

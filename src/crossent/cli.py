@@ -69,6 +69,33 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(IMPLEMENTATIONS),
         help="an implementation to run (repeatable; default: every one installed)",
     )
+    evaluate = commands.add_parser(
+        "eval",
+        help="cross-entropy, perplexity and bits per byte of a causal LM on texts",
+        description="Score every token of the texts once (rolling windows; see crossent.data."
+        "windows) and report nats and bits per token, perplexity, bits per byte, byte and word "
+        "perplexity and top-1 accuracy. Defaults: the embedded SmolLM2-135M-Instruct on the "
+        "Python documentation inside CPython.",
+    )
+    evaluate.add_argument(
+        "--model", help="smollm2-135m (default), a Hugging Face directory or a .gguf file"
+    )
+    evaluate.add_argument(
+        "--data",
+        action="append",
+        help="a text file, a directory of them, a .jsonl file (with --field) or - for stdin; "
+        "repeatable (default: CPython's pydoc text)",
+    )
+    evaluate.add_argument("--field", help="the text field of JSON Lines input")
+    evaluate.add_argument("--errors", choices=["strict", "replace"], default="strict")
+    evaluate.add_argument("--window", type=_positive_int, help="tokens per window, L")
+    evaluate.add_argument("--stride", type=_positive_int, help="tokens between windows, S <= L")
+    evaluate.add_argument("--prefix", choices=["bos", "eos", "none"], help="default: bos, else eos")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=4)
+    evaluate.add_argument(
+        "--max-chars", type=_positive_int, help="score only the first N characters of each text"
+    )
+    evaluate.add_argument("--json", metavar="FILE", help="write the results as JSON (atomically)")
     return parser
 
 
@@ -89,12 +116,55 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    # Imported here: transformers takes seconds to import, which `crossent bench` need not pay.
+    import json
+    from dataclasses import replace
+    from pathlib import Path
+
+    from transformers.utils import logging as transformers_logging
+
+    from crossent.data import read_documents
+    from crossent.evaluate import evaluate
+    from crossent.models import load_model
+    from crossent.report.files import write_text_atomically
+    from crossent.report.table import format_evaluation
+
+    if args.window is not None and args.stride is not None and args.stride > args.window:
+        raise ValueError(f"stride {args.stride} is outside [1, {args.window}] (the window)")
+    inputs = [Path(path).resolve() for path in args.data or [] if path != "-"]
+    if args.json is not None and Path(args.json).resolve() in inputs:
+        raise ValueError(f"--json {args.json} is one of the inputs; it would be overwritten")
+    documents = read_documents(args.data or [], field=args.field, errors=args.errors)
+    if args.max_chars is not None:
+        documents = [replace(doc, text=doc.text[: args.max_chars]) for doc in documents]
+    # stderr is for crossent's own messages, not transformers' progress bars.
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    model = load_model(args.model)
+    result = evaluate(
+        model,
+        documents,
+        window=args.window,
+        stride=args.stride,
+        prefix=args.prefix,
+        batch_size=args.batch_size,
+    )
+    print(f"{result.model}: window {result.window}, stride {result.stride}, prefix {result.prefix}")
+    print(format_evaluation(result))
+    if args.json is not None:
+        write_text_atomically(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crossent`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "bench":
             return _bench(args)
+        if args.command == "eval":
+            return _evaluate(args)
     except (ValueError, TypeError, OSError) as error:
         print(f"crossent: error: {error}", file=sys.stderr)
         return EXIT_USAGE

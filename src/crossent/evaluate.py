@@ -48,6 +48,10 @@ class DocumentScore:
     nll_nats: float
     correct: int
 
+    def result(self) -> NLLResult:
+        """This document's metrics in every unit."""
+        return NLLMeter(self.nll_nats, self.tokens, self.bytes, self.words, self.correct).result()
+
 
 @dataclass(frozen=True)
 class EvaluationResult:

@@ -1,0 +1,1 @@
+"""Presentation only: tables and files made from results, no arithmetic on losses."""

@@ -1,0 +1,63 @@
+"""Plain-text tables for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from crossent.metrics import NLLResult
+
+if TYPE_CHECKING:  # importing evaluate imports transformers, which the benchmark does not need
+    from crossent.evaluate import EvaluationResult
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns under a rule, trailing spaces stripped.
+
+    Example:
+        >>> print(format_table(["a", "bb"], [["1", "2"]]))
+        a  bb
+        -  --
+        1  2
+    """
+    widths = [
+        max([len(header), *(len(row[i]) for row in rows)]) for i, header in enumerate(headers)
+    ]
+    lines = [headers, ["-" * width for width in widths], *rows]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def _optional(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _metrics_row(name: str, metrics: NLLResult) -> list[str]:
+    return [
+        name,
+        str(metrics.tokens),
+        f"{metrics.nats_per_token:.4f}",
+        f"{metrics.bits_per_token:.4f}",
+        f"{metrics.perplexity:.3f}",
+        str(metrics.bytes),
+        _optional(metrics.bits_per_byte, 4),
+        _optional(metrics.byte_perplexity, 4),
+        str(metrics.words),
+        _optional(metrics.word_perplexity, 3),
+        f"{metrics.accuracy:.4f}",
+    ]
+
+
+def format_evaluation(result: EvaluationResult) -> str:
+    """One row per document when there are several, then the totals."""
+    headers = [
+        "document", "tokens", "nats/token", "bits/token", "perplexity", "bytes",
+        "bits/byte", "byte ppl", "words", "word ppl", "top-1",
+    ]  # fmt: skip
+    rows = []
+    if len(result.documents) > 1:
+        rows = [_metrics_row(doc.name, doc.result()) for doc in result.documents]
+    rows.append(_metrics_row("total", result.totals))
+    return format_table(headers, rows)
