@@ -41,3 +41,15 @@ def assert_no_worse_than_torch(
             f"{torch_error.max().item():.3e} + margin; first at {index}: "
             f"ours {ours.double()[index].item():.8g}, truth {truth[index].item():.8g}"
         )
+
+
+def loss_and_grad(
+    fn: object, logits: Tensor, target: Tensor, upstream: Tensor, **options: object
+) -> tuple[Tensor, Tensor]:
+    """``fn(logits, target, **options)`` and its gradient in the logits, contracted with
+    ``upstream`` (a scalar weight, or one per token for ``reduction="none"``)."""
+    leaf = logits.detach().clone().requires_grad_(True)
+    loss = fn(leaf, target, **options)  # type: ignore[operator]
+    (loss * upstream).sum().backward()
+    assert leaf.grad is not None
+    return loss.detach(), leaf.grad

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from crossent import binary_cross_entropy
-from oracles import assert_no_worse_than_torch
+from oracles import assert_no_worse_than_torch, loss_and_grad
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 SHAPES = [(7,), (3, 5), (2, 3, 4)]
@@ -40,16 +40,6 @@ def _make_case(
     return logits, target, weight + 0.1, pos_weight
 
 
-def _loss_and_grad(
-    fn: object, logits: Tensor, target: Tensor, upstream: Tensor, **options: object
-) -> tuple[Tensor, Tensor]:
-    leaf = logits.detach().clone().requires_grad_(True)
-    loss = fn(leaf, target, **options)  # type: ignore[operator]
-    (loss * upstream).sum().backward()
-    assert leaf.grad is not None
-    return loss.detach(), leaf.grad
-
-
 GRID = list(itertools.product(SHAPES, REDUCTIONS, [False, True], [False, True], [False, True]))
 
 
@@ -70,7 +60,7 @@ def test_matches_torch(
     options = {"weight": weight, "pos_weight": pos_weight, "reduction": reduction}
     upstream = torch.rand(shape if reduction == "none" else (), dtype=torch.float64) + 0.5
 
-    ours, ours_grad = _loss_and_grad(
+    ours, ours_grad = loss_and_grad(
         binary_cross_entropy, logits, target, upstream.to(dtype), **options
     )
     assert ours.dtype == dtype
@@ -80,14 +70,14 @@ def test_matches_torch(
         "pos_weight": pos_weight.double() if pos_weight is not None else None,
         "reduction": reduction,
     }
-    truth, truth_grad = _loss_and_grad(
+    truth, truth_grad = loss_and_grad(
         F.binary_cross_entropy_with_logits,
         logits.double(),
         target.double(),
         upstream,
         **truth64_options,
     )
-    theirs, theirs_grad = _loss_and_grad(
+    theirs, theirs_grad = loss_and_grad(
         F.binary_cross_entropy_with_logits, logits, target, upstream.to(dtype), **options
     )
     assert_no_worse_than_torch(ours, theirs, truth, dtype, "loss")
@@ -107,10 +97,10 @@ def test_extreme_logits_are_finite_and_exact(pos_weighted: bool) -> None:
     pos_weight = torch.tensor([2.0, 0.5, 3.0, 1.5, 0.25, 4.0]) if pos_weighted else None
     one = torch.tensor(1.0)
 
-    ours, ours_grad = _loss_and_grad(
+    ours, ours_grad = loss_and_grad(
         binary_cross_entropy, logits, target, one, pos_weight=pos_weight, reduction="none"
     )
-    truth, truth_grad = _loss_and_grad(
+    truth, truth_grad = loss_and_grad(
         F.binary_cross_entropy_with_logits,
         logits.double(),
         target.double(),

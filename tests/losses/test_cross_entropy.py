@@ -19,7 +19,7 @@ from torch.testing._internal.common_nn import cross_entropy_loss_reference
 import crossent
 import crossent.losses.cross_entropy as ce_module
 from crossent import cross_entropy, cross_entropy_with_stats
-from oracles import assert_no_worse_than_torch
+from oracles import assert_no_worse_than_torch, loss_and_grad
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 SHAPES = [(5, 7), (2, 3, 11), (1, 13), (3, 1, 2, 17)]
@@ -61,16 +61,6 @@ def _make_case(
     return logits, target, weight
 
 
-def _loss_and_grad(
-    fn: object, logits: Tensor, target: Tensor, upstream: Tensor, **options: object
-) -> tuple[Tensor, Tensor]:
-    leaf = logits.detach().clone().requires_grad_(True)
-    loss = fn(leaf, target, **options)  # type: ignore[operator]
-    (loss * upstream).sum().backward()
-    assert leaf.grad is not None
-    return loss.detach(), leaf.grad
-
-
 CLASS_GRID = list(
     itertools.product(SHAPES, ["none", "some", "all"], [0.0, 0.1], [False, True], REDUCTIONS)
 )
@@ -92,7 +82,7 @@ def test_class_targets_match_torch(
     options = {"weight": weight, "label_smoothing": smoothing, "reduction": reduction}
     upstream = torch.rand(shape[:-1] if reduction == "none" else (), dtype=torch.float64) + 0.5
 
-    ours, ours_grad = _loss_and_grad(cross_entropy, logits, target, upstream.to(dtype), **options)
+    ours, ours_grad = loss_and_grad(cross_entropy, logits, target, upstream.to(dtype), **options)
     assert ours.dtype == dtype
     nothing_scored = ignore == "all" and reduction == "mean"
     if nothing_scored:
@@ -101,10 +91,10 @@ def test_class_targets_match_torch(
         assert torch.count_nonzero(ours_grad) == 0
         return
     truth64_options = {**options, "weight": weight.double() if weight is not None else None}
-    truth, truth_grad = _loss_and_grad(
+    truth, truth_grad = loss_and_grad(
         _torch_cross_entropy, logits.double(), target, upstream, **truth64_options
     )
-    theirs, theirs_grad = _loss_and_grad(
+    theirs, theirs_grad = loss_and_grad(
         _torch_cross_entropy, logits, target, upstream.to(dtype), **options
     )
     assert_no_worse_than_torch(ours, theirs, truth, dtype, "loss")
@@ -125,12 +115,12 @@ def test_probability_targets_match_torch(
     options = {"weight": weight, "label_smoothing": smoothing, "reduction": reduction}
     upstream = torch.rand(shape[:-1] if reduction == "none" else (), dtype=torch.float64) + 0.5
 
-    ours, ours_grad = _loss_and_grad(cross_entropy, logits, target, upstream.to(dtype), **options)
+    ours, ours_grad = loss_and_grad(cross_entropy, logits, target, upstream.to(dtype), **options)
     truth64_options = {**options, "weight": weight.double() if weight is not None else None}
-    truth, truth_grad = _loss_and_grad(
+    truth, truth_grad = loss_and_grad(
         _torch_cross_entropy, logits.double(), target.double(), upstream, **truth64_options
     )
-    theirs, theirs_grad = _loss_and_grad(
+    theirs, theirs_grad = loss_and_grad(
         _torch_cross_entropy, logits, target, upstream.to(dtype), **options
     )
     assert_no_worse_than_torch(ours, theirs, truth, dtype, "loss")
@@ -177,7 +167,7 @@ def test_z_loss_and_softcap_match_composed_torch(
 
     upstream = torch.rand(target.shape if reduction == "none" else (), dtype=torch.float64) + 0.5
     options = {"reduction": reduction}
-    ours, ours_grad = _loss_and_grad(
+    ours, ours_grad = loss_and_grad(
         cross_entropy,
         logits64.to(dtype),
         target,
@@ -186,10 +176,10 @@ def test_z_loss_and_softcap_match_composed_torch(
         softcap=softcap,
         **options,
     )
-    truth, truth_grad = _loss_and_grad(
+    truth, truth_grad = loss_and_grad(
         composed, logits64.to(dtype).double(), target, upstream, **options
     )
-    theirs, theirs_grad = _loss_and_grad(
+    theirs, theirs_grad = loss_and_grad(
         composed, logits64.to(dtype), target, upstream.to(dtype), **options
     )
     assert_no_worse_than_torch(ours, theirs, truth, dtype, "loss")
@@ -212,10 +202,10 @@ def test_extreme_logits_are_exact(dtype: torch.dtype) -> None:
         logits64 = logits64.clamp(min=-6e4, max=6e4)
     target = torch.tensor([2, 3, 3, 3])
     logits = logits64.to(dtype)
-    ours, ours_grad = _loss_and_grad(
+    ours, ours_grad = loss_and_grad(
         cross_entropy, logits, target, torch.tensor(1.0, dtype=dtype), reduction="none"
     )
-    truth, truth_grad = _loss_and_grad(
+    truth, truth_grad = loss_and_grad(
         F.cross_entropy,
         logits.double(),
         target,
