@@ -125,7 +125,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from transformers.utils import logging as transformers_logging
 
     from crossent.data import read_documents
-    from crossent.evaluate import evaluate
+    from crossent.evaluation import evaluate
     from crossent.models import load_model
     from crossent.report.files import write_text_atomically
     from crossent.report.table import format_evaluation

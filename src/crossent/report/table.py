@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from crossent.metrics import NLLResult
 
 if TYPE_CHECKING:  # importing evaluate imports transformers, which the benchmark does not need
-    from crossent.evaluate import EvaluationResult
+    from crossent.evaluation import EvaluationResult
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

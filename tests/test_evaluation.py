@@ -1,4 +1,4 @@
-"""crossent.evaluate on the real embedded model, against transformers' own logits.
+"""crossent.evaluation on the real embedded model, against transformers' own logits.
 
 The oracle is PyTorch's cross-entropy in float64 over the logits the transformers model itself
 returns for the same token ids, and the definitions of the units (lm-eval's word count, UTF-8
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from crossent.data import Document
-from crossent.evaluate import count_words, evaluate
+from crossent.evaluation import count_words, evaluate
 from crossent.models import HFCausalLM
 
 TEXTS = [

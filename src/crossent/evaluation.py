@@ -14,9 +14,10 @@ Bytes are the UTF-8 bytes of the text and words are counted as lm-evaluation-har
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -53,9 +54,52 @@ class DocumentScore:
         return NLLMeter(self.nll_nats, self.tokens, self.bytes, self.words, self.correct).result()
 
 
+@dataclass(frozen=True, slots=True)
+class TokenScore:
+    """One scored token, with what the model would have predicted instead.
+
+    Attributes:
+        document: index of the document in the order it was evaluated.
+        position: index of the token among the document's token ids (0 is the first; without a
+            prefix token the first is never scored, so positions start at 1).
+        token_id: the token's id.
+        text: the document's characters from the end of the previous token to the end of this
+            one, so the texts of a document's tokens, in order, concatenate to the document (a
+            token that covers only part of a character, such as one byte of an emoji, gets the
+            character with its first byte and "" after).
+        start: character offset in the document where ``text`` starts.
+        nats: ``-ln p(token)`` given its window's context.
+        rank: 1 when the token was the model's top prediction; 1 + the number of vocabulary
+            entries with a strictly higher logit otherwise.
+        top_ids: the ``k`` most likely next tokens, most likely first.
+        top_texts: their decoded texts.
+        top_probs: their probabilities.
+    """
+
+    document: int
+    position: int
+    token_id: int
+    text: str
+    start: int
+    nats: float
+    rank: int
+    top_ids: tuple[int, ...]
+    top_texts: tuple[str, ...]
+    top_probs: tuple[float, ...]
+
+    @property
+    def probability(self) -> float:
+        """``p(token) = e ** -nats``."""
+        return math.exp(-self.nats)
+
+
 @dataclass(frozen=True)
 class EvaluationResult:
-    """What :func:`evaluate` measured: per document, and the totals in every unit."""
+    """What :func:`evaluate` measured: per document, and the totals in every unit.
+
+    ``tokens`` holds one :class:`TokenScore` per scored token, in document order, when
+    :func:`evaluate` was asked for per-token details; otherwise it is empty.
+    """
 
     model: str
     window: int
@@ -63,6 +107,7 @@ class EvaluationResult:
     prefix: Prefix
     documents: list[DocumentScore]
     totals: NLLResult
+    tokens: list[TokenScore] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``crossent eval --json``."""
