@@ -5,12 +5,13 @@ from __future__ import annotations
 import itertools
 import random
 import re
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossent.data import Window, rolling_windows
+from crossent.data import Window, iter_windows, rolling_windows
 
 PROPERTY = settings(max_examples=300, deadline=None)
 
@@ -45,6 +46,38 @@ def test_targets_are_the_next_tokens(case: tuple[list[int], int | None, int, int
         assert w.tokens == sequence[start : start + len(w.tokens)]
         assert w.targets == sequence[start + 1 : start + 1 + len(w.targets)]
         assert prefix not in w.targets
+
+
+@PROPERTY
+@given(case=_documents())
+def test_first_position_names_the_targets(case: tuple[list[int], int | None, int, int]) -> None:
+    tokens, prefix, window, stride = case
+    for w in rolling_windows(tokens, prefix, window, stride):
+        # ids are their own positions here
+        assert w.targets == tokens[w.first_position : w.first_position + len(w.targets)]
+
+
+@PROPERTY
+@given(case=_documents())
+def test_a_stream_is_read_lazily_and_held_briefly(
+    case: tuple[list[int], int | None, int, int],
+) -> None:
+    """Each window is made before the stream is read far past it: at most L + S + 1 ahead."""
+    tokens, prefix, window, stride = case
+    read = 0
+
+    def stream() -> Iterator[int]:
+        nonlocal read
+        for token in tokens:
+            read += 1
+            yield token
+
+    windows = iter_windows(stream(), prefix, window, stride)
+    assert read == 0
+    for w in windows:
+        last_needed = w.first_position + len(w.targets)
+        assert read <= last_needed + stride + 1
+    assert read == len(tokens)
 
 
 @PROPERTY
@@ -97,14 +130,14 @@ def test_stride_equal_to_window_gives_disjoint_targets(
     ("tokens", "prefix", "window", "stride", "expected"),
     [
         # shorter than one window: a single short window
-        ([7, 8], 0, 4, 4, [Window([0, 7], [7, 8], 0)]),
+        ([7, 8], 0, 4, 4, [Window([0, 7], [7, 8], 0, 0)]),
         # exact multiple of the window
         (
             [1, 2, 3, 4],
             0,
             2,
             2,
-            [Window([0, 1], [1, 2], 0), Window([2, 3], [3, 4], 0)],
+            [Window([0, 1], [1, 2], 0, 0), Window([2, 3], [3, 4], 0, 2)],
         ),
         # the final window is pulled back to the end and scores only what is new
         (
@@ -112,7 +145,11 @@ def test_stride_equal_to_window_gives_disjoint_targets(
             0,
             2,
             2,
-            [Window([0, 1], [1, 2], 0), Window([2, 3], [3, 4], 0), Window([3, 4], [4, 5], 1)],
+            [
+                Window([0, 1], [1, 2], 0, 0),
+                Window([2, 3], [3, 4], 0, 2),
+                Window([3, 4], [4, 5], 1, 3),
+            ],
         ),
         # stride 1: after the first window, one new target per window with full context
         (
@@ -120,7 +157,7 @@ def test_stride_equal_to_window_gives_disjoint_targets(
             0,
             3,
             1,
-            [Window([0, 1, 2], [1, 2, 3], 0), Window([1, 2, 3], [2, 3, 4], 2)],
+            [Window([0, 1, 2], [1, 2, 3], 0, 0), Window([1, 2, 3], [2, 3, 4], 2, 1)],
         ),
         # stride 2 of 4 over 9 tokens
         (
@@ -129,16 +166,16 @@ def test_stride_equal_to_window_gives_disjoint_targets(
             4,
             2,
             [
-                Window([0, 1, 2, 3], [1, 2, 3, 4], 0),
-                Window([2, 3, 4, 5], [3, 4, 5, 6], 2),
-                Window([4, 5, 6, 7], [5, 6, 7, 8], 2),
-                Window([5, 6, 7, 8], [6, 7, 8, 9], 3),
+                Window([0, 1, 2, 3], [1, 2, 3, 4], 0, 0),
+                Window([2, 3, 4, 5], [3, 4, 5, 6], 2, 2),
+                Window([4, 5, 6, 7], [5, 6, 7, 8], 2, 4),
+                Window([5, 6, 7, 8], [6, 7, 8, 9], 3, 5),
             ],
         ),
         # no prefix: the first token is context only
-        ([1, 2, 3, 4], None, 2, 2, [Window([1, 2], [2, 3], 0), Window([2, 3], [3, 4], 1)]),
+        ([1, 2, 3, 4], None, 2, 2, [Window([1, 2], [2, 3], 0, 1), Window([2, 3], [3, 4], 1, 2)]),
         # window of one token: a bigram model's view
-        ([5, 6], 9, 1, 1, [Window([9], [5], 0), Window([5], [6], 0)]),
+        ([5, 6], 9, 1, 1, [Window([9], [5], 0, 0), Window([5], [6], 0, 1)]),
     ],
 )
 def test_exact_windows(

@@ -7,6 +7,6 @@
 """
 
 from crossent.data.sources import Document, read_documents
-from crossent.data.windows import Window, rolling_windows
+from crossent.data.windows import Window, iter_windows, rolling_windows
 
-__all__ = ["Document", "Window", "read_documents", "rolling_windows"]
+__all__ = ["Document", "Window", "iter_windows", "read_documents", "rolling_windows"]

@@ -63,16 +63,19 @@ Precisely:
 
 Here every token has weight one and the final window has full context.
 
+Windows are made from a stream of token ids (:func:`iter_windows`) holding at most ``L + S + 1``
+of them, so a document need not fit in memory; :func:`rolling_windows` is the same as a list.
+
 >>> from crossent.data import rolling_windows
 >>> for w in rolling_windows([10, 11, 12, 13, 14], prefix_token=0, window=3, stride=2):
-...     print(w.tokens, w.targets, w.score_from)
-[0, 10, 11] [10, 11, 12] 0
-[11, 12, 13] [12, 13, 14] 1
+...     print(w.tokens, w.targets, w.score_from, w.first_position)
+[0, 10, 11] [10, 11, 12] 0 0
+[11, 12, 13] [12, 13, 14] 1 2
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 
@@ -86,11 +89,14 @@ class Window:
             ``targets[i]`` is the token that follows ``tokens[i]`` in the prefixed document.
         score_from: positions ``score_from, ..., len(tokens) - 1`` are scored; the targets
             before them were scored by an earlier window and serve as context only.
+        first_position: the index of ``targets[0]`` among the document's token ids, so
+            ``targets[i]`` is the document's token ``first_position + i``.
     """
 
     tokens: list[int]
     targets: list[int]
     score_from: int
+    first_position: int = 0
 
     @property
     def scored_targets(self) -> list[int]:
@@ -99,7 +105,7 @@ class Window:
 
 
 def rolling_windows(
-    token_ids: Sequence[int], prefix_token: int | None, window: int, stride: int
+    token_ids: Iterable[int], prefix_token: int | None, window: int, stride: int
 ) -> list[Window]:
     """Cut one tokenized document into windows by crossent's convention (the module docstring).
 
@@ -121,37 +127,77 @@ def rolling_windows(
     >>> [w.scored_targets for w in rolling_windows([5, 6, 7, 8, 9], 1, window=2, stride=2)]
     [[5, 6], [7, 8], [9]]
     >>> rolling_windows([5, 6, 7, 8, 9], 1, window=2, stride=2)[-1]
-    Window(tokens=[7, 8], targets=[8, 9], score_from=1)
+    Window(tokens=[7, 8], targets=[8, 9], score_from=1, first_position=3)
+    """
+    return list(iter_windows(token_ids, prefix_token, window, stride))
+
+
+def iter_windows(
+    token_ids: Iterable[int], prefix_token: int | None, window: int, stride: int
+) -> Iterator[Window]:
+    """:func:`rolling_windows` as a generator over a stream of ids, holding ``L + S + 1`` of them.
+
+    The arguments and the windows are those of :func:`rolling_windows`; the checks of
+    ``window`` and ``stride`` run at the call, the document's own checks when the stream ends.
     """
     if window < 1:
         raise ValueError(f"window must be at least 1 token, got {window}")
     if not 1 <= stride <= window:
         raise ValueError(f"stride must be between 1 and the window ({window}), got {stride}")
-    if not token_ids:
-        raise ValueError("cannot score an empty document (it has no tokens)")
-    sequence = list(token_ids) if prefix_token is None else [prefix_token, *token_ids]
-    n_targets = len(sequence) - 1
-    if n_targets == 0:
-        raise ValueError(
-            "cannot score a one-token document without a prefix token: "
-            "its only token has no context to be predicted from"
-        )
+    return _windows(token_ids, prefix_token, window, stride)
 
-    windows: list[Window] = []
-    scored_until = 0  # targets sequence[1 : scored_until + 1] are already scored
+
+def _windows(
+    token_ids: Iterable[int], prefix_token: int | None, window: int, stride: int
+) -> Iterator[Window]:
+    # The prefixed sequence P is held from index `base` on; indices below are P's.
+    ids = iter(token_ids)
+    buffer: list[int] = [] if prefix_token is None else [prefix_token]
+    base = 0
+    exhausted = False
+    # Token ids are P's indices shifted by the prefix: P[k] is the document's token k - shift.
+    shift = 0 if prefix_token is None else 1
+
+    def fill(length: int) -> None:
+        """Read until P has ``length`` entries held or the stream ends."""
+        nonlocal exhausted
+        while not exhausted and base + len(buffer) < length:
+            token = next(ids, None)
+            if token is None:
+                exhausted = True
+            else:
+                buffer.append(token)
+
+    scored_until = 0  # targets P[1 : scored_until + 1] are already scored
     start = 0
-    while scored_until < n_targets:
-        # The window that would run past the end is pulled back to end there, so it keeps
-        # a full L tokens of input (only a document shorter than L gets a shorter window).
-        start = max(0, min(start, n_targets - window))
-        end = min(start + window, n_targets)
-        windows.append(
-            Window(
-                tokens=sequence[start:end],
-                targets=sequence[start + 1 : end + 1],
-                score_from=scored_until - start,
-            )
+    while True:
+        fill(start + window + 1)
+        if base + len(buffer) >= start + window + 1:
+            end = start + window  # a full window that does not reach past the known tokens
+        else:
+            n_targets = base + len(buffer) - 1
+            if n_targets <= 0:
+                if shift == 0 and n_targets == 0:
+                    raise ValueError(
+                        "cannot score a one-token document without a prefix token: "
+                        "its only token has no context to be predicted from"
+                    )
+                raise ValueError("cannot score an empty document (it has no tokens)")
+            if scored_until >= n_targets:
+                return
+            # The window that would run past the end is pulled back to end there, so it keeps
+            # a full L tokens of input (only a document shorter than L gets a shorter window).
+            start = max(0, min(start, n_targets - window))
+            end = n_targets
+        yield Window(
+            tokens=buffer[start - base : end - base],
+            targets=buffer[start + 1 - base : end + 1 - base],
+            score_from=scored_until - start,
+            first_position=start + 1 - shift,
         )
         scored_until = end
+        # A later window starts at or after this one's start (a pulled-back last window too,
+        # as this window ended inside the document), so nothing before it is needed again.
+        del buffer[: start - base]
+        base = start
         start += stride
-    return windows
