@@ -119,12 +119,12 @@ def _bench(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     # Imported here: transformers takes seconds to import, which `crossent bench` need not pay.
     import json
-    from dataclasses import replace
     from pathlib import Path
 
     from transformers.utils import logging as transformers_logging
 
     from crossent.data import read_documents
+    from crossent.data.sources import first_characters
     from crossent.evaluation import evaluate
     from crossent.models import load_model
     from crossent.report.files import write_text_atomically
@@ -137,7 +137,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--json {args.json} is one of the inputs; it would be overwritten")
     documents = read_documents(args.data or [], field=args.field, errors=args.errors)
     if args.max_chars is not None:
-        documents = [replace(doc, text=doc.text[: args.max_chars]) for doc in documents]
+        documents = [first_characters(doc, args.max_chars) for doc in documents]
     # stderr is for crossent's own messages, not transformers' progress bars.
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     model = load_model(args.model)

@@ -6,7 +6,15 @@
   into model-sized :class:`Window` objects so that every token is scored exactly once.
 """
 
-from crossent.data.sources import Document, read_documents
+from crossent.data.sources import Document, FileDocument, Text, read_documents
 from crossent.data.windows import Window, iter_windows, rolling_windows
 
-__all__ = ["Document", "Window", "iter_windows", "read_documents", "rolling_windows"]
+__all__ = [
+    "Document",
+    "FileDocument",
+    "Text",
+    "Window",
+    "iter_windows",
+    "read_documents",
+    "rolling_windows",
+]

@@ -19,6 +19,11 @@ Policy, in one place:
   manual, and as one long text they are scored with the full context the windows allow, rather
   than as 79 short texts that each restart from the prefix token. The text differs between
   Python versions, so its name carries the version.
+* **A text file larger than ``stream_bytes`` (64 MiB) is streamed**: it becomes a
+  :class:`FileDocument`, which is decoded a few MiB at a time while it is scored, so a text
+  larger than memory can be evaluated. Its invalid bytes are found when that part is read.
+* **Bytes are counted as stored**: ``num_bytes`` is the file's size (or the UTF-8 length of the
+  line, for JSON Lines), so U+FFFD substitutions do not change a bits-per-byte figure.
 * **Bad input is a ValueError of one line** naming the problem: a missing or unreadable path,
   an empty text (zero characters), a directory with no files to read, invalid JSON, a line
   without ``field``.
@@ -26,16 +31,21 @@ Policy, in one place:
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import platform
 import stat
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 STDIN = "-"
+# Text files larger than this are read in parts while they are scored, not loaded whole.
+STREAM_BYTES = 64 << 20
+# How much of a streamed file is read at a time.
+_READ_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -46,10 +56,74 @@ class Document:
         name: where it came from: a path, ``path:line`` for JSON Lines, ``<stdin>`` or
             ``<stdin>:line``, or the default text's name.
         text: the decoded text, never empty.
+        stored_bytes: its size as stored, when that differs from its UTF-8 length (invalid
+            bytes replaced by U+FFFD); None means the UTF-8 length.
     """
 
     name: str
     text: str
+    stored_bytes: int | None = field(default=None, compare=False)
+
+    @property
+    def num_bytes(self) -> int:
+        """The text's size in bytes as stored (its UTF-8 length unless given)."""
+        return self.stored_bytes if self.stored_bytes is not None else len(self.text.encode())
+
+    def parts(self) -> Iterator[str]:
+        """The text, as one part (see :meth:`FileDocument.parts`)."""
+        yield self.text
+
+
+@dataclass(frozen=True)
+class FileDocument:
+    """A text file scored as one document but read a part at a time, never whole.
+
+    Attributes:
+        name: the path, as given.
+        num_bytes: the file's size.
+        errors: ``"strict"`` or ``"replace"``, as for :func:`read_documents`.
+    """
+
+    name: str
+    num_bytes: int
+    errors: str = "strict"
+
+    def parts(self, read_bytes: int = _READ_BYTES) -> Iterator[str]:
+        """The decoded text in consecutive parts of about ``read_bytes`` bytes each.
+
+        Parts end wherever the reads end (never inside a character); they are not tokenized
+        separately as they come, see :func:`crossent.data.tokens.tokenize_parts`.
+
+        Raises:
+            ValueError: the file cannot be read, or holds invalid UTF-8 with ``errors="strict"``
+                (naming the byte offset in the file).
+        """
+        decoder = codecs.getincrementaldecoder("utf-8")(errors=self.errors)
+        offset = 0
+        try:
+            with open(self.name, "rb") as file:
+                while data := file.read(read_bytes):
+                    pending = len(decoder.getstate()[0])
+                    try:
+                        yield decoder.decode(data)
+                    except UnicodeDecodeError as error:
+                        where = offset - pending + error.start
+                        raise ValueError(
+                            f"{self.name} is not valid UTF-8: at byte offset {where} "
+                            "(errors='replace' substitutes U+FFFD)"
+                        ) from None
+                    offset += len(data)
+                yield decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"{self.name} is not valid UTF-8: it ends inside a character "
+                "(errors='replace' substitutes U+FFFD)"
+            ) from None
+        except OSError as error:
+            raise ValueError(f"cannot read {self.name}: {error.strerror}") from None
+
+
+Text = Document | FileDocument
 
 
 def read_documents(
@@ -57,7 +131,8 @@ def read_documents(
     *,
     field: str | None = None,
     errors: Literal["strict", "replace"] = "strict",
-) -> list[Document]:
+    stream_bytes: int = STREAM_BYTES,
+) -> list[Text]:
     """Read the documents at ``paths`` (files, directories, ``-``), or the default text.
 
     Args:
@@ -65,6 +140,8 @@ def read_documents(
             Python documentation shipped inside CPython.
         field: the key that holds the text in each line of a ``.jsonl`` file (or of stdin).
         errors: ``"strict"`` rejects invalid UTF-8; ``"replace"`` substitutes U+FFFD.
+        stream_bytes: plain text files larger than this are returned as
+            :class:`FileDocument` and read in parts when scored.
 
     Returns:
         The documents, in the order of ``paths`` (a directory's files sorted by name).
@@ -79,16 +156,33 @@ def read_documents(
         raise ValueError(f"errors must be 'strict' or 'replace', got {errors!r}")
     if not paths:
         return [_default_document()]
-    documents: list[Document] = []
+    documents: list[Text] = []
     for path in paths:
         if path == STDIN:
-            text = _decode(sys.stdin.buffer.read(), "<stdin>", errors)
-            documents.extend(_parse(text, "<stdin>", field))
+            data = sys.stdin.buffer.read()
+            documents.extend(_parse(_decode(data, "<stdin>", errors), "<stdin>", field, len(data)))
         elif os.path.isdir(path):
-            documents.extend(_read_directory(path, field, errors))
+            documents.extend(_read_directory(path, field, errors, stream_bytes))
         else:
-            documents.extend(_read_file(path, field, errors))
+            documents.extend(_read_file(path, field, errors, stream_bytes))
     return documents
+
+
+def first_characters(document: Text, count: int) -> Document:
+    """The document cut to its first ``count`` characters (all of it when shorter).
+
+    A cut document's bytes are the UTF-8 bytes of the characters kept.
+    """
+    if count < 1:
+        raise ValueError(f"a document must keep at least 1 character, got {count}")
+    if isinstance(document, Document) and len(document.text) <= count:
+        return document
+    text = ""
+    for part in document.parts():
+        text += part
+        if len(text) >= count:
+            break
+    return Document(document.name, text[:count])
 
 
 def _default_document() -> Document:
@@ -102,7 +196,7 @@ def _default_document() -> Document:
     return Document(name=name, text="\n\n".join(topics[key] for key in sorted(topics)))
 
 
-def _read_directory(path: str, field: str | None, errors: str) -> list[Document]:
+def _read_directory(path: str, field: str | None, errors: str, stream_bytes: int) -> list[Text]:
     try:
         entries = sorted(os.scandir(path), key=lambda entry: entry.name)
     except OSError as error:
@@ -114,24 +208,28 @@ def _read_directory(path: str, field: str | None, errors: str) -> list[Document]
     ]
     if not files:
         raise ValueError(f"directory {path} has no files to read (hidden files are skipped)")
-    return [document for file in files for document in _read_file(file, field, errors)]
+    return [
+        document for file in files for document in _read_file(file, field, errors, stream_bytes)
+    ]
 
 
-def _read_file(path: str, field: str | None, errors: str) -> list[Document]:
+def _read_file(path: str, field: str | None, errors: str, stream_bytes: int) -> list[Text]:
     jsonl = path.endswith(".jsonl")
     if jsonl and field is None:
         raise ValueError(f"{path} is JSON Lines: name the field that holds the text")
     try:
-        mode = os.stat(path).st_mode
-        if not stat.S_ISREG(mode):
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode):
             raise ValueError(f"{path} is not a regular file")
+        if not jsonl and status.st_size > stream_bytes:
+            return [FileDocument(path, status.st_size, errors)]
         with open(path, "rb") as file:
             data = file.read()
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file or directory") from None
     except OSError as error:
         raise ValueError(f"cannot read {path}: {error.strerror}") from None
-    return _parse(_decode(data, path, errors), path, field if jsonl else None)
+    return _parse(_decode(data, path, errors), path, field if jsonl else None, len(data))
 
 
 def _decode(data: bytes, name: str, errors: str) -> str:
@@ -144,13 +242,13 @@ def _decode(data: bytes, name: str, errors: str) -> str:
         ) from None
 
 
-def _parse(text: str, name: str, field: str | None) -> list[Document]:
+def _parse(text: str, name: str, field: str | None, stored_bytes: int) -> list[Text]:
     """One document for a plain text (``field`` None), one per line for JSON Lines."""
     if field is None:
         if not text:
             raise ValueError(f"{name} is empty")
-        return [Document(name=name, text=text)]
-    documents = []
+        return [Document(name=name, text=text, stored_bytes=stored_bytes)]
+    documents: list[Text] = []
     # Only "\n" ends a JSON line: str.splitlines would also split at U+2028 and U+0085, which
     # JSON writers may leave unescaped inside strings.
     for number, line in enumerate(text.split("\n"), start=1):

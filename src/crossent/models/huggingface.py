@@ -80,6 +80,18 @@ class HFTokenizer:
         ids = self.hf_tokenizer.encode(text, add_special_tokens=False, verbose=False)
         return [int(token) for token in ids]
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        if not self.hf_tokenizer.is_fast:
+            raise ValueError(
+                "character offsets of tokens need a fast (Rust) tokenizer; this model's is not"
+            )
+        encoding = self.hf_tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        ids = [int(token) for token in encoding["input_ids"]]
+        offsets = [(int(start), int(end)) for start, end in encoding["offset_mapping"]]
+        return ids, offsets
+
     def decode(self, ids: Sequence[int]) -> str:
         return str(self.hf_tokenizer.decode(list(ids), clean_up_tokenization_spaces=False))
 

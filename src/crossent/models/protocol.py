@@ -35,6 +35,10 @@ class Tokenizer(Protocol):
         """The ids of ``text``, with no BOS, EOS or other special token added."""
         ...
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """The ids of :meth:`encode` and, for each, the ``(start, end)`` characters it covers."""
+        ...
+
     def decode(self, ids: Sequence[int]) -> str:
         """The text of ``ids``, special tokens included, spaces not "cleaned up"."""
         ...
