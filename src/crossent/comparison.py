@@ -9,9 +9,34 @@ from A's, whether the two agree on the top-1 token, and the tokens whose loss ch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from crossent.evaluation import EvaluationResult
+import torch
+import torch.distributed as dist
+
+from crossent.data import Text
+from crossent.evaluation import (
+    EvaluationResult,
+    Prefix,
+    Progress,
+    TokenScore,
+    _batched,
+    _DocumentStream,
+    _shard,
+    evaluate,
+    pad_windows,
+    prefix_token,
+)
+from crossent.models.protocol import CausalLM
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
+
+# Float32 logits of both models per chunk, about 64 MiB each.
+_CHUNK_BYTES = 64 << 20
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9, "max": 100.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +104,189 @@ class ComparisonResult:
     kl: KLSummary | None
     largest: list[TokenDifference] = field(default_factory=list)
     differences: list[TokenDifference] = field(default_factory=list)
+
+
+def compare(
+    model_a: CausalLM,
+    model_b: CausalLM,
+    documents: Sequence[Text],
+    *,
+    window: int | None = None,
+    stride: int | None = None,
+    prefix: Prefix | None = None,
+    batch_size: int = 4,
+    largest: int = 10,
+    progress: Progress | None = None,
+    group: ProcessGroup | None = None,
+) -> ComparisonResult:
+    """Evaluate two models on the same documents and, with a shared tokenizer, compare them
+    token by token.
+
+    Each model is evaluated by :func:`crossent.evaluation.evaluate` with per-token details (so
+    its numbers are exactly what ``crossent eval`` reports). When both tokenize every document
+    to the same ids and have the same vocabulary, a further pass runs both models on the same
+    windows and computes, at every scored position, ``KL(P_A || P_B)`` over the full vocabulary
+    and the two top-1 tokens, a chunk of positions at a time.
+
+    Args:
+        model_a: the reference model (for a quantised model, the original).
+        model_b: the model compared with it.
+        documents: the texts, as for :func:`crossent.evaluation.evaluate`.
+        window: input tokens per window, L; default: the smaller model context, at most 2048.
+        stride: tokens between window starts, S in [1, L] (default L).
+        prefix: token before each document (default BOS, else EOS, of model A).
+        batch_size: windows per forward pass.
+        largest: how many tokens with the largest ``|nats_b - nats_a|`` to list.
+        progress: called as for :func:`crossent.evaluation.evaluate`, separately per pass.
+        group: the process group to shard over when ``torch.distributed`` is initialised.
+
+    Raises:
+        ValueError: as :func:`crossent.evaluation.evaluate` does, or ``largest`` below 1.
+    """
+    if largest < 1:
+        raise ValueError(f"largest must be at least 1, got {largest}")
+    if window is None:
+        window = min(model_a.context_length, model_b.context_length, 2048)
+    a, b = (
+        evaluate(
+            model,
+            documents,
+            window=window,
+            stride=stride,
+            prefix=prefix,
+            batch_size=batch_size,
+            per_token=True,
+            progress=progress,
+            group=group,
+        )
+        for model in (model_a, model_b)
+    )
+    if not _shared_tokenizer(model_a, model_b, a, b):
+        return ComparisonResult(a, b, shared_tokenizer=False, kl=None)
+    differences = _differences(model_a, model_b, documents, a, batch_size, progress, group)
+    kl = torch.tensor([difference.kl for difference in differences], dtype=torch.float64)
+    agreement = sum(difference.top_a == difference.top_b for difference in differences)
+    summary = KLSummary(
+        tokens=len(differences),
+        mean=kl.mean().item(),
+        percentiles={
+            name: torch.quantile(kl, q / 100).item() if kl.numel() <= 1 << 24 else float("nan")
+            for name, q in PERCENTILES.items()
+        },
+        top1_agreement=agreement / len(differences),
+    )
+    ranked = sorted(differences, key=lambda d: abs(d.nats_b - d.nats_a), reverse=True)
+    return ComparisonResult(a, b, True, summary, ranked[:largest], differences)
+
+
+def _shared_tokenizer(
+    model_a: CausalLM, model_b: CausalLM, a: EvaluationResult, b: EvaluationResult
+) -> bool:
+    """Whether the two models scored the same token ids after the same prefix id."""
+    if model_a.vocab_size != model_b.vocab_size or a.prefix != b.prefix:
+        return False
+    if prefix_token(model_a, a.prefix)[1] != prefix_token(model_b, b.prefix)[1]:
+        return False
+    return [(t.document, t.position, t.token_id) for t in a.tokens] == [
+        (t.document, t.position, t.token_id) for t in b.tokens
+    ]
+
+
+def _differences(
+    model_a: CausalLM,
+    model_b: CausalLM,
+    documents: Sequence[Text],
+    a: EvaluationResult,
+    batch_size: int,
+    progress: Progress | None,
+    group: ProcessGroup | None,
+) -> list[TokenDifference]:
+    """Both models on the same windows: per scored token, both losses, the KL and top-1s."""
+    _, prefix_id = prefix_token(model_a, a.prefix)
+    stream = _DocumentStream(
+        model_a.tokenizer, documents, prefix_id, a.window, a.stride, offsets=False
+    )
+    texts = {(t.document, t.position): t for t in a.tokens}
+    rank, world = _shard(group)
+    differences: list[TokenDifference] = []
+    scored = 0
+    with torch.no_grad():
+        for number, batch in enumerate(_batched(stream.windows(), batch_size)):
+            if number % world == rank:
+                windows = [win for _, win in batch]
+                inputs, targets = pad_windows(windows, model_a.device)
+                hidden_a = model_a.hidden_states(inputs)  # (B, T, d_a)
+                hidden_b = model_b.hidden_states(inputs.to(model_b.device))  # (B, T, d_b)
+                mask = targets != -100  # (B, T)
+                rows = _compare_rows(
+                    hidden_a[mask], model_a, hidden_b[mask.to(hidden_b.device)], model_b,
+                    targets[mask],
+                )  # fmt: skip
+                positions = [
+                    (index, win.first_position + j)
+                    for index, win in batch
+                    for j in range(win.score_from, len(win.targets))
+                ]
+                for (index, position), (nats_a, nats_b, kl, top_a, top_b) in zip(
+                    positions, rows, strict=True
+                ):
+                    token: TokenScore = texts[(index, position)]
+                    differences.append(
+                        TokenDifference(
+                            index,
+                            position,
+                            token.token_id,
+                            token.text,
+                            nats_a,
+                            nats_b,
+                            kl,
+                            top_a,
+                            top_b,
+                        )
+                    )
+            scored += sum(len(win.targets) - win.score_from for _, win in batch)
+            if progress is not None:
+                progress(scored, stream.estimated_tokens())
+    if world > 1:
+        everyone: list[list[TokenDifference] | None] = [None] * world
+        dist.all_gather_object(everyone, differences, group=group)
+        differences = [d for part in everyone for d in part or []]
+    return sorted(differences, key=lambda d: (d.document, d.position))
+
+
+def _compare_rows(
+    hidden_a: torch.Tensor,
+    model_a: CausalLM,
+    hidden_b: torch.Tensor,
+    model_b: CausalLM,
+    target: torch.Tensor,
+) -> list[tuple[float, float, float, int, int]]:
+    """(nats A, nats B, KL(P_A || P_B), top-1 A, top-1 B) per row; ``hidden_*`` are (M, d)."""
+    rows = max(1, _CHUNK_BYTES // (4 * model_a.vocab_size))
+    out: list[tuple[float, float, float, int, int]] = []
+    for start in range(0, hidden_a.shape[0], rows):
+        chunk = slice(start, start + rows)
+        log_a = torch.log_softmax(
+            torch.nn.functional.linear(hidden_a[chunk], model_a.head_weight, model_a.head_bias)
+            .float(), dim=-1
+        )  # fmt: skip
+        log_b = torch.log_softmax(
+            torch.nn.functional.linear(hidden_b[chunk], model_b.head_weight, model_b.head_bias)
+            .float().to(log_a.device), dim=-1
+        )  # fmt: skip
+        # KL(P_A || P_B) = sum_v p_A(v) (ln p_A(v) - ln p_B(v)); xlogy-style, 0 where p_A is 0.
+        kl = torch.where(log_a.isneginf(), 0.0, log_a.exp() * (log_a - log_b)).sum(dim=-1)
+        index = target[chunk, None].to(log_a.device)
+        nats_a = -log_a.gather(1, index)[:, 0]
+        nats_b = -log_b.gather(1, index)[:, 0]
+        out.extend(
+            zip(
+                nats_a.tolist(),
+                nats_b.tolist(),
+                kl.clamp_min(0).tolist(),
+                log_a.argmax(dim=-1).tolist(),
+                log_b.argmax(dim=-1).tolist(),
+                strict=True,
+            )
+        )
+    return out

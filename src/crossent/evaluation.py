@@ -370,11 +370,14 @@ class _TokenDetail:
     top_probs: tuple[float, ...]
 
 
-def _score_batch(
-    model: CausalLM, windows: Sequence[Window], top_k: int
-) -> tuple[list[tuple[float, int, int]], list[list[_TokenDetail]]]:
-    """Per window of one right-padded batch: (summed nats, scored tokens, correct top-1), and
-    with ``top_k`` > 0 the details of each scored token."""
+def pad_windows(
+    windows: Sequence[Window], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of windows as right-padded ``(inputs, targets)``, both ``(B, T)`` int64.
+
+    Targets that are not scored (context, padding) are -100, the ignore index. Padding after a
+    window cannot change its scores: a causal model never looks ahead.
+    """
     length = max(len(win.tokens) for win in windows)
     inputs = torch.zeros(len(windows), length, dtype=torch.long)
     targets = torch.full((len(windows), length), -100, dtype=torch.long)
@@ -382,8 +385,16 @@ def _score_batch(
         inputs[row, : len(win.tokens)] = torch.tensor(win.tokens)
         scored = slice(win.score_from, len(win.targets))
         targets[row, scored] = torch.tensor(win.targets[scored])
-    targets = targets.to(model.device)
-    hidden = model.hidden_states(inputs.to(model.device))  # (B, T, d)
+    return inputs.to(device), targets.to(device)
+
+
+def _score_batch(
+    model: CausalLM, windows: Sequence[Window], top_k: int
+) -> tuple[list[tuple[float, int, int]], list[list[_TokenDetail]]]:
+    """Per window of one right-padded batch: (summed nats, scored tokens, correct top-1), and
+    with ``top_k`` > 0 the details of each scored token."""
+    inputs, targets = pad_windows(windows, model.device)
+    hidden = model.hidden_states(inputs)  # (B, T, d)
     stats = linear_cross_entropy_with_stats(
         hidden, model.head_weight, targets, model.head_bias, reduction="sum"
     )

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from crossent.data import Document, read_documents
+from crossent.data import Document, FileDocument, read_documents
+from crossent.data.sources import first_characters
 
 
 def _stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
@@ -183,3 +184,42 @@ def test_empty_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_unknown_errors_policy() -> None:
     with pytest.raises(ValueError, match="errors must be 'strict' or 'replace', got 'ignore'"):
         read_documents([], errors="ignore")  # type: ignore[arg-type]
+
+
+def test_a_large_file_is_streamed_in_parts(tmp_path: Path) -> None:
+    path = tmp_path / "big.txt"
+    text = "snow ☃ and 😀 " * 50  # multi-byte characters fall across read boundaries
+    path.write_bytes(text.encode())
+    (document,) = read_documents([str(path)], stream_bytes=100)
+    assert isinstance(document, FileDocument)
+    assert document.num_bytes == len(text.encode())
+    parts = list(document.parts(read_bytes=7))
+    assert len(parts) > 10
+    assert "".join(parts) == text
+    assert read_documents([str(path)])[0] == Document(str(path), text)  # small enough: whole
+
+
+def test_invalid_bytes_in_a_streamed_file_name_their_offset(tmp_path: Path) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"a" * 50 + "é".encode() + b"\xff" + b"z" * 50)
+    (document,) = read_documents([str(path)], stream_bytes=10)
+    with pytest.raises(ValueError, match=r"bad.txt is not valid UTF-8: at byte offset 52 "):
+        "".join(document.parts(read_bytes=16))
+    (replaced,) = read_documents([str(path)], errors="replace", stream_bytes=10)
+    assert "".join(replaced.parts(read_bytes=16)) == "a" * 50 + "é\ufffd" + "z" * 50
+    assert replaced.num_bytes == 103  # bytes as stored, not as re-encoded
+
+
+def test_bytes_are_counted_as_stored_when_invalid_bytes_are_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"ab\xffcd")
+    (document,) = read_documents([str(path)], errors="replace")
+    assert document.text == "ab\ufffdcd"
+    assert document.num_bytes == 5
+
+
+def test_first_characters_of_a_streamed_file(tmp_path: Path) -> None:
+    path = tmp_path / "big.txt"
+    path.write_text("0123456789" * 100, encoding="utf-8")
+    (document,) = read_documents([str(path)], stream_bytes=10)
+    assert first_characters(document, 25) == Document(str(path), "0123456789" * 2 + "01234")

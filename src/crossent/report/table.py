@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from crossent.metrics import NLLResult
 
 if TYPE_CHECKING:  # importing evaluate imports transformers, which the benchmark does not need
+    from crossent.comparison import ComparisonResult
     from crossent.evaluation import EvaluationResult
 
 
@@ -61,3 +62,53 @@ def format_evaluation(result: EvaluationResult) -> str:
         rows = [_metrics_row(doc.name, doc.result()) for doc in result.documents]
     rows.append(_metrics_row("total", result.totals))
     return format_table(headers, rows)
+
+
+def format_comparison(comparison: ComparisonResult) -> str:
+    """Both models side by side, bits per byte first; then, with a shared tokenizer, the
+    per-token KL divergence summary and the tokens whose loss changed most."""
+    headers = [
+        "model", "bits/byte", "byte ppl", "word ppl", "tokens", "nats/token", "perplexity",
+        "top-1",
+    ]  # fmt: skip
+    rows = []
+    for label, result in (("A", comparison.a), ("B", comparison.b)):
+        totals = result.totals
+        rows.append(
+            [
+                f"{label}: {result.model}",
+                _optional(totals.bits_per_byte, 4),
+                _optional(totals.byte_perplexity, 4),
+                _optional(totals.word_perplexity, 3),
+                str(totals.tokens),
+                f"{totals.nats_per_token:.4f}",
+                f"{totals.perplexity:.3f}",
+                f"{totals.accuracy:.4f}",
+            ]
+        )
+    parts = [format_table(headers, rows)]
+    kl = comparison.kl
+    if kl is None:
+        parts.append("The tokenizers differ: no per-token comparison (bits per byte still is).")
+        return "\n\n".join(parts)
+    percentiles = ", ".join(f"{name} {value:.4g}" for name, value in kl.percentiles.items())
+    parts.append(
+        f"KL(A || B) per token, nats, over {kl.tokens} tokens: mean {kl.mean:.6g}; "
+        f"{percentiles}\ntop-1 agreement: {100 * kl.top1_agreement:.2f}%"
+    )
+    names = [document.name for document in comparison.a.documents]
+    largest = [
+        [
+            names[diff.document],
+            str(diff.position),
+            repr(diff.text),
+            f"{diff.nats_a:.4f}",
+            f"{diff.nats_b:.4f}",
+            f"{diff.nats_b - diff.nats_a:+.4f}",
+            f"{diff.kl:.4f}",
+        ]
+        for diff in comparison.largest
+    ]
+    headers = ["document", "position", "token", "nats A", "nats B", "B - A", "KL"]
+    parts.append("largest changes in loss:\n" + format_table(headers, largest))
+    return "\n\n".join(parts)

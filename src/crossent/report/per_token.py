@@ -1,0 +1,87 @@
+"""Per-token results as JSON Lines or CSV, one row per scored token.
+
+Columns: the document's name, the token's position among the document's tokens, its id and
+text, its surprisal in nats, the rank of the true token (1 = the model's top choice), and the
+top-k alternatives with their probabilities. JSON Lines nests the alternatives as a list of
+``{"id", "text", "prob"}``; CSV flattens them into ``top1_id, top1_text, top1_prob, ...``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from crossent.report.files import write_text_atomically
+
+if TYPE_CHECKING:
+    from crossent.evaluation import EvaluationResult
+
+FORMATS = (".jsonl", ".csv")
+
+
+def per_token_format(path: str | os.PathLike[str]) -> str:
+    """The format a per-token file is written in, from its extension.
+
+    Raises:
+        ValueError: the extension is neither ``.jsonl`` nor ``.csv``.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"per-token file {os.fspath(path)} must end in .jsonl or .csv")
+    return suffix
+
+
+def format_per_token(result: EvaluationResult, suffix: str) -> str:
+    """The per-token rows of ``result`` as JSON Lines (``.jsonl``) or CSV (``.csv``)."""
+    names = [document.name for document in result.documents]
+    if suffix == ".jsonl":
+        lines = [
+            json.dumps(
+                {
+                    "document": names[token.document],
+                    "position": token.position,
+                    "token_id": token.token_id,
+                    "text": token.text,
+                    "nats": token.nats,
+                    "rank": token.rank,
+                    "top": [
+                        {"id": top_id, "text": text, "prob": prob}
+                        for top_id, text, prob in zip(
+                            token.top_ids, token.top_texts, token.top_probs, strict=True
+                        )
+                    ],
+                },
+                ensure_ascii=False,
+            )
+            for token in result.tokens
+        ]
+        return "".join(line + "\n" for line in lines)
+    top_k = max((len(token.top_ids) for token in result.tokens), default=0)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = ["document", "position", "token_id", "text", "nats", "rank"]
+    for k in range(1, top_k + 1):
+        header += [f"top{k}_id", f"top{k}_text", f"top{k}_prob"]
+    writer.writerow(header)
+    for token in result.tokens:
+        row: list[object] = [
+            names[token.document],
+            token.position,
+            token.token_id,
+            token.text,
+            repr(token.nats),
+            token.rank,
+        ]
+        for top_id, text, prob in zip(token.top_ids, token.top_texts, token.top_probs, strict=True):
+            row += [top_id, text, repr(prob)]
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def write_per_token(path: str | os.PathLike[str], result: EvaluationResult) -> None:
+    """Write ``result``'s per-token rows to ``path`` (format by extension), atomically."""
+    write_text_atomically(path, format_per_token(result, per_token_format(path)))
