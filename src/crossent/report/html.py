@@ -77,6 +77,7 @@ _STYLE = (
     "th,td{padding:.15rem .6rem;text-align:right;border-bottom:1px solid #eee}"
     "th:first-child,td:first-child{text-align:left}"
     "tfoot td{font-weight:600;border-top:1px solid #999}"
+    "table.documents,table.largest{display:block;overflow-x:auto}"  # many columns, long names
     ".headline{font-size:1.1rem}.headline b{font-size:1.8rem;margin-right:.2rem}"
     ".note{color:#555;font-style:italic}"
     ".legend{display:flex;flex-wrap:wrap;gap:2px;align-items:center;font-size:12px}"
