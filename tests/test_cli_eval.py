@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +77,89 @@ def test_json_output_never_overwrites_an_input(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "would be overwritten" in done.stderr
     assert text_file.read_text(encoding="utf-8") == TEXT
+
+
+@pytest.fixture
+def text_file(tmp_path: Path) -> Path:
+    path = tmp_path / "text.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (("--per-token", "{tmp}/tokens.txt"), "must end in .jsonl or .csv"),
+        (("--report", "{tmp}/report.pdf"), "must end in .html"),
+        (("--json", "{tmp}/missing/out.json"), "does not exist"),
+        (("--json", "{tmp}/same.jsonl", "--per-token", "{tmp}/same.jsonl"), "would be overwritten"),
+        (("--data", "{tmp}/empty.txt"), "empty.txt is empty"),
+        (("--data", "{tmp}/folder"), "has no files to read"),
+        (("--data", "{tmp}/bad.txt"), "is not valid UTF-8: byte 0xff at offset 2"),
+        (("--data", "{tmp}/lines.jsonl", "--field", "body"), "has no field 'body'"),
+        (("--model", "{tmp}/folder"), "is not a model"),
+        (("--window", "10000"), "window 10000 is outside [1, 8192]"),
+    ],
+)
+def test_more_bad_input(tmp_path: Path, text_file: Path, args: tuple[str, ...], complaint: str):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "bad.txt").write_bytes(b"ok\xff")
+    (tmp_path / "lines.jsonl").write_text('{"text": "hi"}\n', encoding="utf-8")
+    args = tuple(arg.format(tmp=tmp_path) for arg in args)
+    if "--data" not in args:
+        args = ("--data", str(text_file), *args)
+    done = _crossent("eval", *args)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert complaint in lines[0]
+    assert not list(tmp_path.glob("*.json")) + list(tmp_path.glob("*.tmp"))
+
+
+def test_per_token_csv_and_report(smollm2: HFCausalLM, tmp_path: Path, text_file: Path) -> None:
+    rows_file, report = tmp_path / "tokens.csv", tmp_path / "report.html"
+    done = _crossent(
+        "eval", "--data", str(text_file), "--window", "16", "--per-token", str(rows_file),
+        "--report", str(report),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with rows_file.open(encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file))
+    ids = smollm2.tokenizer.encode(TEXT)
+    assert [int(row["token_id"]) for row in rows] == ids
+    assert [int(row["position"]) for row in rows] == list(range(len(ids)))
+    assert "".join(row["text"] for row in rows) == TEXT
+    assert {row["document"] for row in rows} == {str(text_file)}
+    # the summed per-token nats is the document's NLL the table reports
+    nats = sum(float(row["nats"]) for row in rows)
+    table_line = next(line for line in done.stdout.splitlines() if line.startswith("total"))
+    assert f"{nats / len(ids):.4f}" == table_line.split()[2]
+    for row in rows:
+        probs = [float(row[f"top{k}_prob"]) for k in range(1, 6)]
+        assert probs == sorted(probs, reverse=True)
+        assert (int(row["rank"]) == 1) == (int(row["top1_id"]) == int(row["token_id"]))
+    assert report.read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html>")
+    assert (report.stat().st_mode & 0o777) != 0o600  # not mkstemp's private mode
+
+
+def test_ctrl_c_stops_cleanly_and_writes_nothing(smollm2: HFCausalLM, tmp_path: Path) -> None:
+    del smollm2  # the cache is warm, so the run reaches scoring quickly
+    out = tmp_path / "out.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crossent", "eval", "--window", "256", "--progress", "--json",
+         str(out)],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stderr is not None
+    seen = ""
+    while "scoring" not in seen:  # the bar appears once scoring has started
+        char = process.stderr.read(1)
+        assert char, "the process ended before scoring"
+        seen += char
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "crossent: interrupted" in rest
+    assert "Traceback" not in rest
+    assert list(tmp_path.iterdir()) == []

@@ -29,10 +29,11 @@ from crossent.evaluation import (
     pad_windows,
     prefix_token,
 )
-from crossent.models.protocol import CausalLM
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
+
+    from crossent.models.protocol import CausalLM
 
 # Float32 logits of both models per chunk, about 64 MiB each.
 _CHUNK_BYTES = 64 << 20

@@ -28,10 +28,11 @@ from crossent.data import Text, Window, iter_windows
 from crossent.data.tokens import tokenize_parts
 from crossent.losses.linear import linear_cross_entropy_with_stats
 from crossent.metrics import NLLMeter, NLLResult
-from crossent.models.protocol import CausalLM, Tokenizer
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
+
+    from crossent.models.protocol import CausalLM, Tokenizer
 
 Prefix = Literal["bos", "eos", "none"]
 _T = TypeVar("_T")

@@ -19,8 +19,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from crossent.models.protocol import Tokenizer
+if TYPE_CHECKING:
+    # crossent.models imports transformers, which reading and tokenizing do not need
+    from crossent.models.protocol import Tokenizer
+
 
 # Tokenize about this many characters at a time.
 PIECE_CHARS = 1 << 20
