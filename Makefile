@@ -1,5 +1,6 @@
 # Two entry points, each creating .venv and installing what it needs on first use.
-#   make run    runs crossent's main job
+#   make run    runs crossent's main job: the embedded model on a slice of CPython's docs,
+#               with the HTML report written to report.html
 #   make test   lints, type-checks and runs the whole test suite (installing Chromium for the
 #               HTML report's browser tests when it is missing)
 PYTHON ?= python3
@@ -25,11 +26,12 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/crossent bench --quick
+	$(BIN)/crossent eval --max-chars 20000 --window 1024 --progress --json report.json \
+		--report report.html
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
 browser: $(STAMP)
