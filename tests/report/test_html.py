@@ -10,14 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
-import pytest
-from selenium.webdriver import Chrome, ChromeOptions
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -244,36 +239,7 @@ def test_page_stays_small_per_token() -> None:
     assert (len(page) - len(text.encode())) / len(tokens) < 120
 
 
-# The real browser.
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[WebDriver]:
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    if missing:
-        log = Path(sys.prefix) / "chromium-install.log"  # written by `make test` when apt fails
-        if log.exists():
-            lines = log.read_text().strip().splitlines()
-            why = f"could not be installed: {lines[-1] if lines else f'see {log}'}"
-        else:
-            why = "`make test` installs it"
-        pytest.skip(f"chromium is not installed ({', '.join(missing)} missing); {why}")
-    options = ChromeOptions()
-    # a fixed binary and driver, so selenium-manager never looks for one on the network
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--window-size=1280,1600",
-    ):  # fmt: skip
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    yield driver
-    driver.quit()
+# The real browser (the `browser` fixture is in conftest.py).
 
 
 def _open(driver: WebDriver, page: str, path: Path) -> None:
