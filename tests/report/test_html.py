@@ -23,6 +23,7 @@ from crossent.comparison import ComparisonResult, KLSummary, TokenDifference
 from crossent.evaluation import DocumentScore, EvaluationResult, TokenScore, count_words
 from crossent.metrics import NLLMeter
 from crossent.report.html import render_comparison_report, render_evaluation_report
+from report.browsing import open_page, save_screenshot, severe_console_messages
 
 # Each document as its tokens' texts; the emoji's second byte-token has no text of its own.
 DOCUMENTS = {
@@ -239,13 +240,7 @@ def test_page_stays_small_per_token() -> None:
     assert (len(page) - len(text.encode())) / len(tokens) < 120
 
 
-# The real browser (the `browser` fixture is in conftest.py).
-
-
-def _open(driver: WebDriver, page: str, path: Path) -> None:
-    path.write_text(page, encoding="utf-8")
-    driver.get(path.as_uri())
-    driver.get_log("browser")  # reading the log empties it: each page starts with its own
+# The real browser (the `browser` fixture is in conftest.py, its helpers in browsing.py).
 
 
 def _hover(driver: WebDriver, element: WebElement) -> WebElement:
@@ -259,21 +254,9 @@ def _text(root: WebDriver | WebElement, selector: str) -> str:
     return root.find_element(By.CSS_SELECTOR, selector).text
 
 
-def _severe_console_messages(driver: WebDriver) -> list[str]:
-    """Errors, failed loads and Content-Security-Policy violations the page caused."""
-    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-
-
-def _screenshot(driver: WebDriver, path: Path) -> None:
-    driver.save_screenshot(str(path))
-    data = path.read_bytes()
-    assert data.startswith(b"\x89PNG\r\n\x1a\n")
-    assert len(data) > 20_000
-
-
 def test_evaluation_page_in_a_browser(browser: WebDriver, tmp_path: Path) -> None:
     result = _evaluation("model <A>", NATS_A)
-    _open(browser, render_evaluation_report(result), tmp_path / "report.html")
+    open_page(browser, render_evaluation_report(result), tmp_path / "report.html")
 
     boxes = browser.find_elements(By.CSS_SELECTOR, ".heat")
     spans = browser.find_elements(By.CSS_SELECTOR, ".heat > span")
@@ -325,13 +308,13 @@ def test_evaluation_page_in_a_browser(browser: WebDriver, tmp_path: Path) -> Non
     rows = browser.find_elements(By.CSS_SELECTOR, "table.documents tbody tr")
     assert [_text(row, "td") for row in rows] == list(DOCUMENTS)
 
-    assert _severe_console_messages(browser) == []
-    _screenshot(browser, tmp_path / "report.png")
+    assert severe_console_messages(browser) == []
+    save_screenshot(browser, tmp_path / "report.png")
 
 
 def test_comparison_page_in_a_browser(browser: WebDriver, tmp_path: Path) -> None:
     comparison = _comparison()
-    _open(browser, render_comparison_report(comparison), tmp_path / "comparison.html")
+    open_page(browser, render_comparison_report(comparison), tmp_path / "comparison.html")
 
     text_bytes = sum(len(text.encode()) for text in _document_texts())
     for model, nats in (("A", NATS_A), ("B", NATS_B)):
@@ -362,5 +345,5 @@ def test_comparison_page_in_a_browser(browser: WebDriver, tmp_path: Path) -> Non
         assert _text(tip, ".tip-delta") == f"{changes[index]:+.3f} bits"
         assert _text(tip, ".tip-kl") == f"{difference.kl:.4f} nats"
 
-    assert _severe_console_messages(browser) == []
-    _screenshot(browser, tmp_path / "comparison.png")
+    assert severe_console_messages(browser) == []
+    save_screenshot(browser, tmp_path / "comparison.png")

@@ -8,7 +8,15 @@ from pathlib import Path
 
 
 def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename it.
+    """Write ``text`` to ``path`` as UTF-8, atomically (see :func:`write_bytes_atomically`).
+
+    Line endings are written as they are in ``text``, on every platform.
+    """
+    write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename it.
 
     A reader sees the old file or the whole new one, never a part; the temporary file is removed
     if writing fails or is interrupted.
@@ -22,8 +30,8 @@ def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)

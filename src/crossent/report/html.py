@@ -3,6 +3,7 @@
 A report is one HTML file that a browser shows without any network request: its style, script and
 histogram (SVG) are inline, and a Content-Security-Policy meta tag lets the browser load nothing
 else and run only that one script and style sheet (both allowed by their SHA-256 hashes).
+:func:`page` builds that shell, for these reports and the others of :mod:`crossent.report`.
 
 Conventions shared by both reports:
 
@@ -67,7 +68,8 @@ _NO_TOKENS_NOTE = (
     "histogram and no heatmap; <code>evaluate(..., per_token=True)</code> records them.</p>"
 )
 
-_STYLE = (
+# The look every crossent page shares: type, headings, number tables, the headline and notes.
+BASE_STYLE = (
     ":root{font:15px/1.45 system-ui,sans-serif;color:#1c1c1e;background:#fff}"
     "body{max-width:76rem;margin:1.5rem auto;padding:0 1rem}"
     "h1{font-size:1.5rem;margin:0 0 .3rem}"
@@ -77,9 +79,12 @@ _STYLE = (
     "th,td{padding:.15rem .6rem;text-align:right;border-bottom:1px solid #eee}"
     "th:first-child,td:first-child{text-align:left}"
     "tfoot td{font-weight:600;border-top:1px solid #999}"
-    "table.documents,table.largest{display:block;overflow-x:auto}"  # many columns, long names
     ".headline{font-size:1.1rem}.headline b{font-size:1.8rem;margin-right:.2rem}"
     ".note{color:#555;font-style:italic}"
+)
+_STYLE = (
+    BASE_STYLE
+    + "table.documents,table.largest{display:block;overflow-x:auto}"  # many columns, long names
     ".legend{display:flex;flex-wrap:wrap;gap:2px;align-items:center;font-size:12px}"
     ".legend span{padding:0 .4rem}"
     ".heat{white-space:pre-wrap;overflow-wrap:anywhere;font:13px/1.7 ui-monospace,monospace;"
@@ -258,14 +263,6 @@ def _sha256(source: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
 
 
-# Nothing may load; the one style sheet and script run because their hashes match. A meta tag
-# cannot set frame-ancestors, which only matters when the file is served, not opened.
-_CSP = (
-    f"default-src 'none'; style-src {_sha256(_STYLE)}; script-src {_sha256(_SCRIPT)}; "
-    "base-uri 'none'; form-action 'none'"
-)
-
-
 def render_evaluation_report(result: EvaluationResult, *, title: str | None = None) -> str:
     """One self-contained HTML page showing an evaluation (see the module docstring).
 
@@ -404,17 +401,45 @@ def _number(value: float, spec: str) -> str:
     return format(value, spec) if math.isfinite(value) else "null"
 
 
-def _page(title: str, body: str, payload: _Payload | None) -> str:
-    scripts = "" if payload is None else f"{payload.to_script()}\n<script>{_SCRIPT}</script>\n"
+def page(title: str, body: str, *, style: str, script: str | None = None) -> str:
+    """A self-contained HTML page: ``body`` with one inline style sheet and at most one script.
+
+    The page's Content-Security-Policy lets nothing load and allows only this ``style`` and
+    ``script``, by their SHA-256 hashes (no script at all when there is none), so a text shown in
+    the page can never style or script it. Every crossent report is built by this function.
+
+    Args:
+        title: the page title, escaped here.
+        body: the content of ``<body>``, already HTML; the script comes after it.
+        style: the one style sheet, usually :data:`BASE_STYLE` and the page's own rules.
+        script: the one script, or None.
+
+    Returns:
+        The page, ending with a newline.
+    """
+    # A meta tag cannot set frame-ancestors, which only matters when the file is served.
+    scripts = "'none'" if script is None else _sha256(script)
+    policy = (
+        f"default-src 'none'; style-src {_sha256(style)}; script-src {scripts}; "
+        "base-uri 'none'; form-action 'none'"
+    )
+    script_element = "" if script is None else f"<script>{script}</script>\n"
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{policy}">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
-        f'{body}\n<div id="tip" role="tooltip" aria-live="polite" hidden></div>\n'
-        f"{scripts}</body>\n</html>\n"
+        f"<title>{escape(title)}</title>\n<style>{style}</style>\n</head>\n<body>\n"
+        f"{body}\n{script_element}</body>\n</html>\n"
     )
+
+
+def _page(title: str, body: str, payload: _Payload | None) -> str:
+    """An evaluation or comparison page: the tooltip's box, and the data and script if any."""
+    body += '\n<div id="tip" role="tooltip" aria-live="polite" hidden></div>'
+    if payload is None:
+        return page(title, body, style=_STYLE)
+    return page(title, f"{body}\n{payload.to_script()}", style=_STYLE, script=_SCRIPT)
 
 
 def _optional(value: float | None, digits: int) -> str:
@@ -437,7 +462,8 @@ _METRICS: tuple[tuple[str, str, Callable[[NLLResult], str]], ...] = (
 )
 
 
-def _cell(text: str, *, metric: str = "", model: str = "") -> str:
+def cell(text: str, *, metric: str = "", model: str = "") -> str:
+    """A table cell showing ``text``, escaped; ``metric`` and ``model`` become data attributes."""
     attributes = f' data-metric="{metric}"' if metric else ""
     attributes += f' data-model="{model}"' if model else ""
     return f"<td{attributes}>{escape(text)}</td>"
@@ -463,13 +489,13 @@ def _summary_table(named: Sequence[tuple[str, EvaluationResult]]) -> str:
     ]
     rows = [
         f"<tr><th>{escape(header)}</th>"
-        + "".join(_cell(show(result), metric=key, model=name) for name, result in named)
+        + "".join(cell(show(result), metric=key, model=name) for name, result in named)
         + "</tr>"
         for key, header, show in settings
     ]
     rows += [
         f"<tr><th>{escape(header)}</th>"
-        + "".join(_cell(show(result.totals), metric=key, model=name) for name, result in named)
+        + "".join(cell(show(result.totals), metric=key, model=name) for name, result in named)
         + "</tr>"
         for key, header, show in _METRICS
     ]
@@ -482,7 +508,7 @@ def _documents_table(result: EvaluationResult) -> str:
     """One row per document, the totals as the footer."""
 
     def row(name: str, metrics: NLLResult) -> str:
-        cells = "".join(_cell(show(metrics), metric=key) for key, _, show in _METRICS)
+        cells = "".join(cell(show(metrics), metric=key) for key, _, show in _METRICS)
         return f"<tr><td>{escape(name)}</td>{cells}</tr>"
 
     head = "".join(f"<th>{escape(header)}</th>" for _, header, _ in _METRICS)
@@ -691,7 +717,7 @@ def _token_comparison(
         ]
         rows.append(("top-1 agreement", "top1_agreement", f"{kl.top1_agreement:.4f}"))
         body = "".join(
-            f"<tr><th>{escape(label)}</th>{_cell(value, metric=key)}</tr>"
+            f"<tr><th>{escape(label)}</th>{cell(value, metric=key)}</tr>"
             for label, key, value in rows
         )
         parts += [
@@ -748,13 +774,13 @@ def _largest_table(comparison: ComparisonResult) -> str:
     documents = comparison.a.documents
     rows = [
         "<tr>"
-        + _cell(documents[d.document].name)
-        + _cell(str(d.position))
+        + cell(documents[d.document].name)
+        + cell(str(d.position))
         + f"<td><code>{escape(_visible(d.text))}</code></td>"
-        + _cell(f"{nats_to_bits(d.nats_a):.3f}")
-        + _cell(f"{nats_to_bits(d.nats_b):.3f}")
-        + _cell(f"{nats_to_bits(d.nats_b - d.nats_a):+.3f}")
-        + _cell(f"{d.kl:.4g}")
+        + cell(f"{nats_to_bits(d.nats_a):.3f}")
+        + cell(f"{nats_to_bits(d.nats_b):.3f}")
+        + cell(f"{nats_to_bits(d.nats_b - d.nats_a):+.3f}")
+        + cell(f"{d.kl:.4g}")
         + f"<td><code>{escape(top(d.top_a))}</code></td>"
         + f"<td><code>{escape(top(d.top_b))}</code></td>"
         + "</tr>"

@@ -1,0 +1,437 @@
+"""What a training run records at each evaluation, and the plot and HTML page made from it.
+
+The training loop writes one :class:`EvalRecord` per evaluation as a line of ``metrics.jsonl``;
+this module reads such records back and presents them, without computing any loss itself:
+
+* :func:`plot_losses` writes the chapter-5 plot of LLMs-from-scratch as a PNG: training and
+  validation loss in nats per token against steps, with tokens seen on a second, top axis, and
+  the lowest validation loss marked.
+* :func:`losses_svg` is the same figure as SVG text that a page can hold inline.
+* :func:`render_training_report` is one self-contained HTML page (see
+  :mod:`crossent.report.html` for what self-contained means) with the curves, a table of the
+  records, the run's configuration and an optional summary.
+
+Conventions:
+
+* **The best evaluation** is the one with the lowest finite validation loss, the earliest on a
+  tie: the one whose checkpoint early stopping keeps. Non-finite losses (a diverged run) are drawn
+  as gaps in the curves and never chosen.
+* **Tokens seen** is placed on the top axis through the records' (step, tokens seen) points,
+  and (0, 0) when the first record is after step 0, linearly between them and beyond the first
+  and last pieces: exact at each evaluation even when the tokens per step vary. Records must
+  therefore be in increasing order of both step and tokens seen.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from html import escape
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
+from numpy.typing import ArrayLike, NDArray
+
+from crossent.metrics import perplexity
+from crossent.report.files import write_bytes_atomically
+from crossent.report.html import BASE_STYLE, cell, page
+
+PNG_DPI = 150
+_FIGURE_SIZE_INCHES = (7.5, 4.5)
+_TRAIN_COLOUR = "#2f6db5"
+_VALIDATION_COLOUR = "#d1393b"
+# Fixed ids in the SVG (matplotlib derives its clip and marker ids from this salt), so the same
+# records always give the same page.
+_SVG_HASH_SALT = "crossent"
+
+_STYLE = (
+    BASE_STYLE + "figure.losses{margin:.4rem 0}"
+    "figure.losses svg{display:block;width:100%;max-width:54rem;height:auto}"
+    "table.records{display:block;overflow-x:auto}"
+    "tr.best td{background:#fdf0bd;font-weight:600}"
+    "table.settings td{text-align:left;overflow-wrap:anywhere}"
+)
+
+# The columns of the records table: (data-metric, header, cell text).
+_COLUMNS: tuple[tuple[str, str, Callable[[EvalRecord], str]], ...] = (
+    ("step", "step", lambda r: str(r.step)),
+    ("tokens_seen", "tokens seen", lambda r: str(r.tokens_seen)),
+    ("train_loss", "train loss, nats/token", lambda r: f"{r.train_loss:.4f}"),
+    ("val_loss", "val loss, nats/token", lambda r: f"{r.val_loss:.4f}"),
+    ("val_bits_per_byte", "val bits/byte", lambda r: f"{r.val_bits_per_byte:.4f}"),
+    ("val_perplexity", "val perplexity", lambda r: f"{perplexity(r.val_loss):.3f}"),
+    ("lr", "learning rate", lambda r: f"{r.lr:.3g}"),
+    ("elapsed_s", "elapsed, s", lambda r: f"{r.elapsed_s:.1f}"),
+)
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """What the training loop records at one evaluation: one line of ``metrics.jsonl``.
+
+    Attributes:
+        step: optimizer steps taken before this evaluation.
+        tokens_seen: training tokens (targets scored) consumed by those steps, in total.
+        train_loss: training loss of the steps since the previous evaluation, in nats per token,
+            the mean over all their tokens.
+        val_loss: loss on the whole validation set, in nats per token.
+        val_bits_per_byte: the same loss in bits per byte of validation text.
+        lr: the learning rate at this step.
+        elapsed_s: wall-clock seconds since the run started.
+
+    Example:
+        >>> record = EvalRecord(100, 51200, 4.25, 4.5, 1.75, 3e-4, 12.5)
+        >>> print(record.to_json())  # doctest: +NORMALIZE_WHITESPACE
+        {"step": 100, "tokens_seen": 51200, "train_loss": 4.25, "val_loss": 4.5,
+         "val_bits_per_byte": 1.75, "lr": 0.0003, "elapsed_s": 12.5}
+        >>> EvalRecord.from_json(record.to_json()) == record
+        True
+    """
+
+    step: int
+    tokens_seen: int
+    train_loss: float
+    val_loss: float
+    val_bits_per_byte: float
+    lr: float
+    elapsed_s: float
+
+    def to_dict(self) -> dict[str, int | float]:
+        """The record's fields by name, in the order of a ``metrics.jsonl`` line."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> EvalRecord:
+        """The record with the fields in ``data``; the inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: if ``data`` does not have exactly the fields of a record, integers for
+                ``step`` and ``tokens_seen`` and numbers for the others.
+        """
+        names = [field.name for field in fields(cls)]
+        missing = [name for name in names if name not in data]
+        unknown = [name for name in data if name not in names]
+        problems = [f"lacks {name}" for name in missing]
+        problems += [f"has the unknown field {name!r}" for name in unknown]
+        if problems:
+            raise ValueError(
+                f"an evaluation record has the fields {', '.join(names)}; this one "
+                + " and ".join(problems)
+            )
+        return cls(
+            step=_count(data, "step"),
+            tokens_seen=_count(data, "tokens_seen"),
+            train_loss=_number(data, "train_loss"),
+            val_loss=_number(data, "val_loss"),
+            val_bits_per_byte=_number(data, "val_bits_per_byte"),
+            lr=_number(data, "lr"),
+            elapsed_s=_number(data, "elapsed_s"),
+        )
+
+    def to_json(self) -> str:
+        """The record as one line of JSON, without the newline.
+
+        A non-finite loss is written as ``NaN`` or ``Infinity``, as Python's :mod:`json` does,
+        so it reads back as it was (strict JSON has no such numbers).
+        """
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, line: str) -> EvalRecord:
+        """The record a line of ``metrics.jsonl`` holds; the inverse of :meth:`to_json`.
+
+        Raises:
+            ValueError: if the line is not JSON, or its object is not a record (see
+                :meth:`from_dict`).
+        """
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"an evaluation record is not valid JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"an evaluation record is a JSON object, not {line.strip()[:40]!r}")
+        return cls.from_dict(data)
+
+
+def _count(data: Mapping[str, object], name: str) -> int:
+    value = data[name]
+    # bool is a subclass of int, and a float must not pass as a count
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} of an evaluation record must be an integer, not {value!r}")
+    return value
+
+
+def _number(data: Mapping[str, object], name: str) -> float:
+    value = data[name]
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError(f"{name} of an evaluation record must be a number, not {value!r}")
+    return float(value)
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[EvalRecord]:
+    """The records of a ``metrics.jsonl`` file, in file order; blank lines are skipped.
+
+    Raises:
+        ValueError: naming the file and line of the first record that cannot be read.
+    """
+    records = []
+    with Path(path).open(encoding="utf-8") as file:
+        for number, line in enumerate(file, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(EvalRecord.from_json(line))
+            except ValueError as error:
+                raise ValueError(f"{path}, line {number}: {error}") from None
+    return records
+
+
+def best_evaluation(records: Sequence[EvalRecord]) -> int | None:
+    """The index of the record with the lowest finite validation loss, the earliest on a tie.
+
+    Returns None when there is no record with a finite validation loss.
+
+    Example:
+        >>> records = [EvalRecord(s, 10 * s, 5.0, v, 2.0, 1e-3, 1.0)
+        ...            for s, v in [(0, 5.0), (1, 4.0), (2, 4.0), (3, float("nan"))]]
+        >>> best_evaluation(records)
+        1
+    """
+    finite = [index for index, record in enumerate(records) if math.isfinite(record.val_loss)]
+    return min(finite, key=lambda index: records[index].val_loss, default=None)
+
+
+def plot_losses(records: Sequence[EvalRecord], path: str | os.PathLike[str]) -> None:
+    """Write the loss curves of ``records`` to ``path`` as a PNG, atomically.
+
+    Training and validation loss (nats per token) against steps on the bottom axis and tokens
+    seen on the top one, the lowest validation loss marked (see the module docstring).
+
+    Raises:
+        ValueError: if ``records`` is empty or not in increasing order of step and tokens seen.
+    """
+    write_bytes_atomically(path, _render(records, "png"))
+
+
+def losses_svg(records: Sequence[EvalRecord]) -> str:
+    """The figure of :func:`plot_losses` as an ``<svg>`` element to put inside an HTML page.
+
+    The element has no style sheet or ``style`` attributes (matplotlib's are turned into SVG
+    presentation attributes), so a Content-Security-Policy that allows no inline style shows it
+    as drawn. Text is drawn as paths, so it looks the same without any font installed. The two
+    curves are the groups with ids ``train-loss`` and ``validation-loss``, the marker of the best
+    evaluation ``best-validation``.
+
+    Raises:
+        ValueError: as :func:`plot_losses`.
+    """
+    svg = _render(records, "svg").decode("utf-8")
+    svg = svg[svg.index("<svg") :]  # without the XML declaration and DOCTYPE
+    # matplotlib's one style sheet holds its defaults for every element, "*{...}"; the root's
+    # presentation attributes give the same defaults by inheritance.
+    defaults = ""
+    default_rule = _DEFAULT_RULE.search(svg)
+    if default_rule is not None:
+        defaults = _attributes(default_rule[1])
+        svg = svg[: default_rule.start()] + svg[default_rule.end() :]
+    svg = _STYLE_ATTRIBUTE.sub(lambda match: _attributes(match[1]), svg)
+    label = "Training and validation loss, nats per token, against steps and tokens seen"
+    return svg.replace("<svg", f'<svg{defaults} role="img" aria-label="{label}"', 1)
+
+
+def render_training_report(
+    records: Sequence[EvalRecord],
+    config: Mapping[str, object],
+    *,
+    summary: Mapping[str, object] | None = None,
+    title: str | None = None,
+) -> str:
+    """One self-contained HTML page showing a training run.
+
+    The page holds the best evaluation's validation bits per byte as its headline, the
+    ``summary`` if given, the loss curves of :func:`losses_svg`, a table with one row per record
+    (step, tokens seen, training and validation loss in nats per token, validation bits per
+    byte, validation perplexity ``e ** val_loss``, learning rate, elapsed seconds) in which the
+    best evaluation's row has the class ``best``, and ``config`` as a table of keys and values.
+    Without records the page says so and has neither curves nor records table.
+
+    Args:
+        records: the run's evaluations, in order of step.
+        config: the run's configuration; a string value is shown as it is, any other value as
+            JSON (anything JSON cannot hold, such as a path, as its ``str``).
+        summary: facts about the run shown at the top, such as where the best checkpoint is or
+            why the run stopped; values are shown as in ``config``.
+        title: the page title; default ``"Training run"``.
+
+    Returns:
+        The page; write it with :func:`crossent.report.files.write_text_atomically`.
+
+    Raises:
+        ValueError: if ``records`` is not in increasing order of step and tokens seen.
+    """
+    title = title if title is not None else "Training run"
+    parts = [f"<h1>{escape(title)}</h1>"]
+    best = best_evaluation(records)
+    if not records:
+        parts.append('<p class="note">No evaluation was recorded.</p>')
+    elif best is None:
+        parts.append('<p class="note">No evaluation has a finite validation loss.</p>')
+    else:
+        record = records[best]
+        parts.append(
+            f'<p class="headline"><b>{record.val_bits_per_byte:.4f}</b> bits per byte on the '
+            f"validation text at step {record.step}, the lowest validation loss "
+            f"({record.val_loss:.4f} nats per token)</p>"
+        )
+    if summary:
+        parts += ["<h2>Summary</h2>", _settings_table(summary, "summary")]
+    if records:
+        parts += [
+            "<h2>Loss</h2>",
+            f'<figure class="losses">{losses_svg(records)}</figure>',
+            "<h2>Evaluations</h2>",
+            _records_table(records, best),
+        ]
+    parts += ["<h2>Configuration</h2>", _settings_table(config, "config")]
+    return page(title, "\n".join(parts), style=_STYLE)
+
+
+def _token_axis_points(records: Sequence[EvalRecord]) -> list[tuple[int, int]]:
+    """The (step, tokens seen) points of ``records``, from (0, 0) when they start after step 0."""
+    if not records:
+        raise ValueError("there are no evaluation records to plot")
+    points = [(record.step, record.tokens_seen) for record in records]
+    if points[0][0] > 0:
+        points.insert(0, (0, 0))
+    for (step, tokens), (next_step, next_tokens) in itertools.pairwise(points):
+        if not (next_step > step and next_tokens > tokens):
+            raise ValueError(
+                "evaluation records must be in increasing order of step and tokens seen: step "
+                f"{next_step} ({next_tokens} tokens seen) follows step {step} ({tokens})"
+            )
+    return points
+
+
+def _piecewise_linear(
+    xs: NDArray[np.float64], ys: NDArray[np.float64]
+) -> Callable[[ArrayLike], NDArray[np.float64]]:
+    """The function through the points (xs, ys), extended beyond them by its end pieces."""
+
+    def through(values: ArrayLike) -> NDArray[np.float64]:
+        at = np.asarray(values, dtype=np.float64)
+        below = ys[0] + (at - xs[0]) * (ys[1] - ys[0]) / (xs[1] - xs[0])
+        above = ys[-1] + (at - xs[-1]) * (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+        inside = np.interp(at, xs, ys)
+        return np.where(at < xs[0], below, np.where(at > xs[-1], above, inside))
+
+    return through
+
+
+def _figure(records: Sequence[EvalRecord]) -> Figure:
+    points = np.array(_token_axis_points(records), dtype=np.float64)
+    figure = Figure(figsize=_FIGURE_SIZE_INCHES, layout="constrained")
+    FigureCanvasAgg(figure)  # drawn by Agg, without pyplot's global state
+    axes = figure.add_subplot()
+    steps = [record.step for record in records]
+    (train,) = axes.plot(
+        steps, [r.train_loss for r in records], color=_TRAIN_COLOUR, label="training loss"
+    )
+    train.set_gid("train-loss")
+    (validation,) = axes.plot(
+        steps,
+        [r.val_loss for r in records],
+        color=_VALIDATION_COLOUR,
+        linestyle="-.",
+        label="validation loss",
+    )
+    validation.set_gid("validation-loss")
+    best = best_evaluation(records)
+    if best is not None:
+        record = records[best]
+        (marker,) = axes.plot(
+            [record.step],
+            [record.val_loss],
+            linestyle="none",
+            marker="o",
+            markersize=9,
+            markerfacecolor="none",
+            markeredgecolor=_VALIDATION_COLOUR,
+            markeredgewidth=1.5,
+            label=f"lowest validation loss, {record.val_loss:.4f} at step {record.step}",
+        )
+        marker.set_gid("best-validation")
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss, nats per token")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    if len(points) > 1:  # one evaluation at step 0 has seen no tokens: no scale to show
+        top = axes.secondary_xaxis(
+            "top",
+            functions=(
+                _piecewise_linear(points[:, 0], points[:, 1]),
+                _piecewise_linear(points[:, 1], points[:, 0]),
+            ),
+        )
+        top.xaxis.set_major_formatter(EngFormatter())
+        top.set_xlabel("tokens seen")
+    return figure
+
+
+def _render(records: Sequence[EvalRecord], file_format: str) -> bytes:
+    figure = _figure(records)
+    buffer = io.BytesIO()
+    # No <metadata> in the SVG: its date would make each page differ, and its RDF names URLs.
+    metadata = dict.fromkeys(("Date", "Creator", "Format", "Type")) if file_format == "svg" else {}
+    with matplotlib.rc_context({"svg.hashsalt": _SVG_HASH_SALT}):
+        figure.savefig(buffer, format=file_format, dpi=PNG_DPI, metadata=metadata)
+    return buffer.getvalue()
+
+
+_DEFAULT_RULE = re.compile(r'<style type="text/css">\*\{([^}]*)\}</style>')
+_STYLE_ATTRIBUTE = re.compile(r' style="([^"]*)"')
+
+
+def _attributes(declarations: str) -> str:
+    """CSS declarations ``"fill: #fff; stroke-width: 1.5"`` as SVG presentation attributes.
+
+    matplotlib escapes quotes in attribute values, so no value holds a raw ``"``.
+    """
+    pairs = (item.split(":", 1) for item in declarations.split(";") if item.strip())
+    return "".join(f' {name.strip()}="{value.strip()}"' for name, value in pairs)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _settings_table(settings: Mapping[str, object], kind: str) -> str:
+    rows = "".join(
+        f"<tr><th>{escape(str(key))}</th><td>{escape(_shown(value))}</td></tr>"
+        for key, value in settings.items()
+    )
+    return f'<table class="settings {kind}"><tbody>{rows}</tbody></table>'
+
+
+def _records_table(records: Sequence[EvalRecord], best: int | None) -> str:
+    head = "".join(f"<th>{escape(header)}</th>" for _, header, _ in _COLUMNS)
+    rows = []
+    for index, record in enumerate(records):
+        marked = ' class="best" title="lowest validation loss"' if index == best else ""
+        cells = "".join(cell(show(record), metric=key) for key, _, show in _COLUMNS)
+        rows.append(f"<tr{marked}>{cells}</tr>")
+    return (
+        f'<table class="records"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )

@@ -1,0 +1,27 @@
+"""Opening a report in the test browser (conftest.py's ``browser``) and checking what it did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from selenium.webdriver.remote.webdriver import WebDriver
+
+
+def open_page(driver: WebDriver, page: str, path: Path) -> None:
+    """Write ``page`` to ``path`` and open it; the console log then holds only this page's."""
+    path.write_text(page, encoding="utf-8")
+    driver.get(path.as_uri())
+    driver.get_log("browser")  # reading the log empties it: each page starts with its own
+
+
+def severe_console_messages(driver: WebDriver) -> list[str]:
+    """Errors, failed loads and Content-Security-Policy violations the page caused."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def save_screenshot(driver: WebDriver, path: Path) -> None:
+    """Save what the browser shows to ``path``, and check that it is a PNG with some content."""
+    driver.save_screenshot(str(path))
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(data) > 20_000

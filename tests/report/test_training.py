@@ -1,0 +1,384 @@
+"""The training run's record, plot and HTML page.
+
+The records are written by hand, with tokens per step that vary and a validation loss that rises
+again after its lowest point, so every expected value (the best row, where a point is drawn, what a
+cell shows) is computed here from them, not read back from the implementation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from html.parser import HTMLParser
+from pathlib import Path
+from xml.etree import ElementTree
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from crossent.report import training
+from crossent.report.training import (
+    EvalRecord,
+    best_evaluation,
+    losses_svg,
+    plot_losses,
+    read_metrics,
+    render_training_report,
+)
+from report.browsing import open_page, save_screenshot, severe_console_messages
+
+# step, tokens seen, train loss, val loss, val bits/byte, lr, elapsed s
+ROWS = [
+    (0, 0, 10.8, 10.83, 4.61, 0.0, 2.1),
+    (50, 25_600, 6.91, 7.02, 3.05, 3e-4, 30.4),
+    (100, 51_712, 5.47, 5.81, 2.52, 2.9e-4, 61.0),
+    (150, 77_000, 4.62, 5.24, 2.27, 2.5e-4, 92.7),
+    (200, 103_424, 3.95, 5.19, 2.25, 2.0e-4, 123.9),
+    (250, 128_900, 3.31, 5.33, 2.31, 1.4e-4, 155.2),
+    (300, 155_000, 2.70, 5.61, 2.43, 8e-5, 186.6),
+]
+RECORDS = [EvalRecord(*row) for row in ROWS]
+BEST = min(range(len(ROWS)), key=lambda index: ROWS[index][3])  # the row of val loss 5.19
+CONFIG: dict[str, object] = {
+    "preset": "tiny",
+    "lr": 3e-4,
+    "out": "<script>alert(1)</script>",
+    "layers": [2, 2],
+    "compile": True,
+}
+SUMMARY: dict[str, object] = {"<em>stopped</em>": "early at step 300", "parameters": 1_234_567}
+SVG_NS = "{http://www.w3.org/2000/svg}"
+XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
+
+
+# The record.
+
+
+def test_record_round_trips_through_one_json_line() -> None:
+    record = EvalRecord(7, 3584, 0.1 + 0.2, 1e-300, 2.0 / 3.0, 6e-4, 1234.5)
+    line = record.to_json()
+    assert "\n" not in line
+    assert json.loads(line) == {
+        "step": 7,
+        "tokens_seen": 3584,
+        "train_loss": 0.1 + 0.2,
+        "val_loss": 1e-300,
+        "val_bits_per_byte": 2.0 / 3.0,
+        "lr": 6e-4,
+        "elapsed_s": 1234.5,
+    }
+    assert EvalRecord.from_json(line) == record
+    assert EvalRecord.from_dict(record.to_dict()) == record
+    # a diverged run's losses come back as they were
+    diverged = EvalRecord.from_json(
+        EvalRecord(8, 4096, math.inf, math.nan, math.nan, 0.0, 1.0).to_json()
+    )
+    assert diverged.train_loss == math.inf
+    assert math.isnan(diverged.val_loss)
+
+
+def test_record_accepts_integers_for_floats() -> None:
+    line = '{"step": 1, "tokens_seen": 2, "train_loss": 3, "val_loss": 4, ' + (
+        '"val_bits_per_byte": 5, "lr": 0, "elapsed_s": 6}'
+    )
+    record = EvalRecord.from_json(line)
+    assert record == EvalRecord(1, 2, 3.0, 4.0, 5.0, 0.0, 6.0)
+    assert type(record.train_loss) is float
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"step": 1.0}, "step of an evaluation record must be an integer, not 1.0"),
+        ({"tokens_seen": True}, "tokens_seen of an evaluation record must be an integer"),
+        ({"val_loss": "4.5"}, "val_loss of an evaluation record must be a number, not '4.5'"),
+        ({"lr": None}, "lr of an evaluation record must be a number"),
+        ({"val_loss": None, "loss": 1.0}, "has the unknown field 'loss'"),
+    ],
+)
+def test_record_rejects_wrong_fields(change: dict[str, object], message: str) -> None:
+    data = {**RECORDS[1].to_dict(), **change}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        EvalRecord.from_json(json.dumps(data))
+
+
+def test_record_names_missing_fields_and_bad_json() -> None:
+    data = RECORDS[1].to_dict()
+    del data["elapsed_s"]
+    with pytest.raises(ValueError, match="lacks elapsed_s"):
+        EvalRecord.from_json(json.dumps(data))
+    with pytest.raises(ValueError, match="not valid JSON"):
+        EvalRecord.from_json('{"step": 1,')
+    with pytest.raises(ValueError, match="is a JSON object"):
+        EvalRecord.from_json("[1, 2]")
+
+
+def test_read_metrics_reads_lines_and_names_a_bad_one(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(record.to_json() + "\n" for record in RECORDS) + "\n")
+    assert read_metrics(path) == RECORDS
+    path.write_text(RECORDS[0].to_json() + "\n" + '{"step": 2}\n')
+    with pytest.raises(ValueError, match=r"metrics\.jsonl, line 2: .*lacks tokens_seen"):
+        read_metrics(path)
+
+
+def test_best_evaluation_is_the_earliest_lowest_finite_validation_loss() -> None:
+    assert best_evaluation(RECORDS) == BEST == 4
+    values = [math.nan, 3.0, 2.5, math.inf, 2.5, -math.inf]
+    records = [
+        EvalRecord(step, step, 1.0, value, 1.0, 0.0, 0.0) for step, value in enumerate(values)
+    ]
+    assert best_evaluation(records) == 2
+    assert best_evaluation(records[:1]) is None
+    assert best_evaluation([]) is None
+
+
+# The plot.
+
+
+def test_plot_losses_writes_a_png(tmp_path: Path) -> None:
+    path = tmp_path / "losses.png"
+    plot_losses(RECORDS, path)
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    pixels = imread(path)
+    assert pixels.shape[:2] == (height, width)
+    assert width > 600
+    assert height > 300
+    assert float(np.var(pixels[..., :3])) > 0
+    assert [entry.name for entry in tmp_path.iterdir()] == ["losses.png"]  # no temporary file
+
+
+def test_plot_losses_refuses_what_it_cannot_draw(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no evaluation records"):
+        plot_losses([], tmp_path / "losses.png")
+    repeated = [*RECORDS[:3], RECORDS[1]]
+    with pytest.raises(ValueError, match=r"step 50 \(25600 tokens seen\) follows step 100"):
+        plot_losses(repeated, tmp_path / "losses.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _vertices(root: ElementTree.Element, group_id: str) -> np.ndarray:
+    """The (x, y) points of the one path in the group ``group_id``."""
+    group = root.find(f".//{SVG_NS}g[@id='{group_id}']")
+    assert group is not None, f"no group {group_id}"
+    paths = group.findall(f"{SVG_NS}path")
+    assert len(paths) == 1
+    commands = re.findall(r"([MLCQZz])", paths[0].attrib["d"])
+    assert set(commands) <= {"M", "L"}  # one straight line
+    numbers = [float(number) for number in re.findall(r"-?\d+(?:\.\d+)?", paths[0].attrib["d"])]
+    return np.array(numbers).reshape(-1, 2)
+
+
+def test_svg_draws_both_curves_at_the_records() -> None:
+    svg = losses_svg(RECORDS)
+    root = ElementTree.fromstring(svg)
+    train = _vertices(root, "train-loss")
+    validation = _vertices(root, "validation-loss")
+    assert len(train) == len(validation) == len(ROWS)
+
+    steps = np.array([row[0] for row in ROWS], dtype=float)
+    losses = np.array([row[2] for row in ROWS] + [row[3] for row in ROWS])
+    # x is one affine function of the step for both curves
+    for curve in (train, validation):
+        x_slope = (curve[-1, 0] - curve[0, 0]) / (steps[-1] - steps[0])
+        assert x_slope > 0
+        np.testing.assert_allclose(curve[:, 0], curve[0, 0] + x_slope * steps, atol=1e-3)
+    # y is one affine function of the loss for both curves, higher loss higher up (smaller y)
+    y = np.concatenate([train[:, 1], validation[:, 1]])
+    y_slope = (y[1] - y[0]) / (losses[1] - losses[0])
+    assert y_slope < 0
+    np.testing.assert_allclose(y, y[0] + y_slope * (losses - losses[0]), atol=1e-3)
+
+    marker = root.find(f".//{SVG_NS}g[@id='best-validation']")
+    assert marker is not None
+    uses = marker.findall(f".//{SVG_NS}use")
+    assert len(uses) == 1
+    drawn_at = (float(uses[0].attrib["x"]), float(uses[0].attrib["y"]))
+    np.testing.assert_allclose(drawn_at, validation[BEST], atol=1e-3)
+
+    # nothing a Content-Security-Policy without inline style would block, nothing outside
+    assert root.find(f".//{SVG_NS}style") is None
+    assert not [element.tag for element in root.iter() if "style" in element.attrib]
+    assert all(element.attrib[XLINK_HREF].startswith("#") for element in root.iter(f"{SVG_NS}use"))
+    assert losses_svg(RECORDS) == svg  # the same records, the same figure
+
+
+def test_top_axis_shows_the_tokens_seen_at_each_evaluation() -> None:
+    # through the private figure: the PNG and SVG give no numbers to read the axis back from
+    figure = training._figure(RECORDS)
+    figure.canvas.draw()
+    axes = figure.axes[0]
+    (top,) = axes.child_axes
+    for step, tokens, *_ in ROWS:
+        x = axes.transData.transform((step, 0.0))[0]
+        assert top.transData.inverted().transform((x, 0.0))[0] == pytest.approx(tokens, abs=1e-6)
+
+
+# The HTML page.
+
+
+class _Parsed(HTMLParser):
+    """Every start tag with its attributes, the style sheet, and the text of each table cell."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.style = ""
+        self.rows: dict[str, list[list[str]]] = {}
+        self._in_style = False
+        self._table = ""
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        self.tags.append((tag, attributes))
+        self._in_style = tag == "style"
+        if tag == "table":
+            self._table = attributes.get("class") or ""
+        elif tag == "tr":
+            self._row = []
+            self.rows.setdefault(self._table, []).append(self._row)
+        elif tag in {"td", "th"}:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+        if tag in {"td", "th"} and self._row is not None and self._cell is not None:
+            self._row.append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.style += data
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _page(records: list[EvalRecord] = RECORDS) -> str:
+    return render_training_report(records, CONFIG, summary=SUMMARY, title="run <i>1</i>")
+
+
+def test_page_loads_nothing_and_allows_no_script() -> None:
+    parsed = _Parsed(_page())
+    policies = [
+        attributes["content"]
+        for tag, attributes in parsed.tags
+        if tag == "meta" and attributes.get("http-equiv") == "Content-Security-Policy"
+    ]
+    assert len(policies) == 1
+    assert policies[0] is not None
+    assert "default-src 'none'" in policies[0]
+    assert "script-src 'none'" in policies[0]
+    assert "unsafe" not in policies[0]
+    for tag, attributes in parsed.tags:
+        assert tag not in {"script", "link", "img", "iframe", "object", "embed", "base"}
+        for name in ("src", "srcset", "action", "style"):
+            assert name not in attributes, f"<{tag} {name}=...>"
+        for name, value in attributes.items():
+            if name in {"href", "xlink:href"}:
+                assert value is not None
+                assert value.startswith("#")  # a reference inside the SVG
+            elif not name.startswith("xmlns"):  # namespace names, never fetched
+                assert "://" not in (value or "")
+                assert "url(" not in (value or "") or (value or "").startswith("url(#")
+    assert "url(" not in parsed.style
+    assert "@import" not in parsed.style
+
+
+def test_page_escapes_texts_and_shows_the_settings() -> None:
+    parsed = _Parsed(_page())
+    assert not any(tag in {"i", "em", "script"} for tag, _ in parsed.tags)
+    assert dict(parsed.rows["settings config"]) == {
+        "preset": "tiny",
+        "lr": "0.0003",
+        "out": "<script>alert(1)</script>",
+        "layers": "[2, 2]",
+        "compile": "true",
+    }
+    assert dict(parsed.rows["settings summary"]) == {
+        "<em>stopped</em>": "early at step 300",
+        "parameters": "1234567",
+    }
+
+
+def test_page_tables_one_row_per_record_with_its_units() -> None:
+    parsed = _Parsed(_page())
+    header, *rows = parsed.rows["records"]
+    assert header == [
+        "step", "tokens seen", "train loss, nats/token", "val loss, nats/token", "val bits/byte",
+        "val perplexity", "learning rate", "elapsed, s",
+    ]  # fmt: skip
+    assert len(rows) == len(ROWS)
+    for cells, (step, tokens, train, val, bits, lr, elapsed) in zip(rows, ROWS, strict=True):
+        assert cells == [
+            str(step), str(tokens), f"{train:.4f}", f"{val:.4f}", f"{bits:.4f}",
+            f"{math.exp(val):.3f}", f"{lr:.3g}", f"{elapsed:.1f}",
+        ]  # fmt: skip
+    marked = [
+        attributes for tag, attributes in parsed.tags if tag == "tr" and attributes.get("class")
+    ]
+    assert marked == [{"class": "best", "title": "lowest validation loss"}]
+
+
+def test_page_without_records_says_so() -> None:
+    page = _page([])
+    parsed = _Parsed(page)
+    assert "No evaluation was recorded." in page
+    assert not any(tag in {"svg", "figure"} for tag, _ in parsed.tags)
+    assert "records" not in parsed.rows
+    assert dict(parsed.rows["settings config"])["preset"] == "tiny"
+
+
+def test_page_in_a_browser(browser: WebDriver, tmp_path: Path) -> None:
+    open_page(browser, _page(), tmp_path / "training.html")
+
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.records tbody tr")
+    assert len(rows) == len(ROWS)
+    best = browser.find_elements(By.CSS_SELECTOR, "table.records tr.best")
+    assert len(best) == 1
+    assert best[0].find_element(By.CSS_SELECTOR, "[data-metric=step]").text == str(ROWS[BEST][0])
+    assert best[0].find_element(By.CSS_SELECTOR, "[data-metric=val_perplexity]").text == (
+        f"{math.exp(ROWS[BEST][3]):.3f}"
+    )
+    other = rows[BEST - 1].find_element(By.TAG_NAME, "td")
+    highlighted = best[0].find_element(By.TAG_NAME, "td")
+    assert highlighted.value_of_css_property("background-color") != other.value_of_css_property(
+        "background-color"
+    )
+    headline = browser.find_element(By.CSS_SELECTOR, ".headline").text
+    assert headline.startswith(f"{ROWS[BEST][4]:.4f} bits per byte")
+    assert f"step {ROWS[BEST][0]}" in headline
+
+    config = {
+        row.find_element(By.TAG_NAME, "th").text: row.find_element(By.TAG_NAME, "td").text
+        for row in browser.find_elements(By.CSS_SELECTOR, "table.config tr")
+    }
+    assert config["out"] == "<script>alert(1)</script>"
+    assert browser.find_element(By.TAG_NAME, "h1").text == "run <i>1</i>"
+
+    svg = browser.find_element(By.CSS_SELECTOR, "figure.losses svg")
+    assert svg.size["width"] > 400
+    assert svg.size["height"] > 200
+    for group in ("train-loss", "validation-loss"):
+        path = browser.find_element(By.CSS_SELECTOR, f"g[id={group}] path")
+        box = browser.execute_script("return arguments[0].getBBox()", path)
+        assert box["width"] > 100
+        assert box["height"] > 10
+        # drawn as a stroke, as the presentation attributes say, not filled black
+        computed = "return getComputedStyle(arguments[0]).getPropertyValue(arguments[1])"
+        assert browser.execute_script(computed, path, "stroke") != "none"
+        assert browser.execute_script(computed, path, "fill") == "none"
+
+    assert severe_console_messages(browser) == []
+    save_screenshot(browser, tmp_path / "training.png")
