@@ -24,35 +24,28 @@ Conventions:
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import math
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from html import escape
 from pathlib import Path
 
-import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 from numpy.typing import ArrayLike, NDArray
 
 from crossent.metrics import perplexity
+from crossent.report.figures import inline_svg, new_figure, png_bytes
 from crossent.report.files import write_bytes_atomically
 from crossent.report.html import BASE_STYLE, cell, page
 
-PNG_DPI = 150
 _FIGURE_SIZE_INCHES = (7.5, 4.5)
 _TRAIN_COLOUR = "#2f6db5"
 _VALIDATION_COLOUR = "#d1393b"
-# Fixed ids in the SVG (matplotlib derives its clip and marker ids from this salt), so the same
-# records always give the same page.
-_SVG_HASH_SALT = "crossent"
 
 _STYLE = (
     BASE_STYLE + "figure.losses{margin:.4rem 0}"
@@ -220,7 +213,7 @@ def plot_losses(records: Sequence[EvalRecord], path: str | os.PathLike[str]) -> 
     Raises:
         ValueError: if ``records`` is empty or not in increasing order of step and tokens seen.
     """
-    write_bytes_atomically(path, _render(records, "png"))
+    write_bytes_atomically(path, png_bytes(_figure(records)))
 
 
 def losses_svg(records: Sequence[EvalRecord]) -> str:
@@ -235,18 +228,8 @@ def losses_svg(records: Sequence[EvalRecord]) -> str:
     Raises:
         ValueError: as :func:`plot_losses`.
     """
-    svg = _render(records, "svg").decode("utf-8")
-    svg = svg[svg.index("<svg") :]  # without the XML declaration and DOCTYPE
-    # matplotlib's one style sheet holds its defaults for every element, "*{...}"; the root's
-    # presentation attributes give the same defaults by inheritance.
-    defaults = ""
-    default_rule = _DEFAULT_RULE.search(svg)
-    if default_rule is not None:
-        defaults = _attributes(default_rule[1])
-        svg = svg[: default_rule.start()] + svg[default_rule.end() :]
-    svg = _STYLE_ATTRIBUTE.sub(lambda match: _attributes(match[1]), svg)
     label = "Training and validation loss, nats per token, against steps and tokens seen"
-    return svg.replace("<svg", f'<svg{defaults} role="img" aria-label="{label}"', 1)
+    return inline_svg(_figure(records), label)
 
 
 def render_training_report(
@@ -339,8 +322,7 @@ def _piecewise_linear(
 
 def _figure(records: Sequence[EvalRecord]) -> Figure:
     points = np.array(_token_axis_points(records), dtype=np.float64)
-    figure = Figure(figsize=_FIGURE_SIZE_INCHES, layout="constrained")
-    FigureCanvasAgg(figure)  # drawn by Agg, without pyplot's global state
+    figure = new_figure(*_FIGURE_SIZE_INCHES)
     axes = figure.add_subplot()
     steps = [record.step for record in records]
     (train,) = axes.plot(
@@ -385,29 +367,6 @@ def _figure(records: Sequence[EvalRecord]) -> Figure:
         top.xaxis.set_major_formatter(EngFormatter())
         top.set_xlabel("tokens seen")
     return figure
-
-
-def _render(records: Sequence[EvalRecord], file_format: str) -> bytes:
-    figure = _figure(records)
-    buffer = io.BytesIO()
-    # No <metadata> in the SVG: its date would make each page differ, and its RDF names URLs.
-    metadata = dict.fromkeys(("Date", "Creator", "Format", "Type")) if file_format == "svg" else {}
-    with matplotlib.rc_context({"svg.hashsalt": _SVG_HASH_SALT}):
-        figure.savefig(buffer, format=file_format, dpi=PNG_DPI, metadata=metadata)
-    return buffer.getvalue()
-
-
-_DEFAULT_RULE = re.compile(r'<style type="text/css">\*\{([^}]*)\}</style>')
-_STYLE_ATTRIBUTE = re.compile(r' style="([^"]*)"')
-
-
-def _attributes(declarations: str) -> str:
-    """CSS declarations ``"fill: #fff; stroke-width: 1.5"`` as SVG presentation attributes.
-
-    matplotlib escapes quotes in attribute values, so no value holds a raw ``"``.
-    """
-    pairs = (item.split(":", 1) for item in declarations.split(";") if item.strip())
-    return "".join(f' {name.strip()}="{value.strip()}"' for name, value in pairs)
 
 
 def _shown(value: object) -> str:
