@@ -1,10 +1,30 @@
-"""Loading a causal language model behind one small protocol.
+"""Loading a causal language model behind one small protocol, and crossent's own GPT.
 
 :class:`CausalLM` is what evaluation and training see; :func:`load_model` turns what a user
-typed (nothing, ``smollm2-135m``, a model directory, a ``.gguf`` file, a Hub name) into one.
+typed (nothing, ``smollm2-135m``, a model directory, a ``.gguf`` file, a Hub name, a crossent GPT
+checkpoint) into one. :class:`GPT` is the GPT-2-style model ``crossent train`` trains,
+:func:`save_gpt` and :func:`load_gpt` its checkpoint folder, :func:`train_bpe_tokenizer` its
+tokenizer.
 """
 
+from crossent.models.bpe import train_bpe_tokenizer
+from crossent.models.checkpoint import GPTCausalLM, load_gpt, save_gpt
+from crossent.models.gpt import GPT, GPTConfig, from_gpt2_state_dict, to_gpt2_state_dict
 from crossent.models.huggingface import DEFAULT_MODEL, HFCausalLM, load_model
 from crossent.models.protocol import CausalLM, Tokenizer
 
-__all__ = ["DEFAULT_MODEL", "CausalLM", "HFCausalLM", "Tokenizer", "load_model"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "GPT",
+    "CausalLM",
+    "GPTCausalLM",
+    "GPTConfig",
+    "HFCausalLM",
+    "Tokenizer",
+    "from_gpt2_state_dict",
+    "load_gpt",
+    "load_model",
+    "save_gpt",
+    "to_gpt2_state_dict",
+    "train_bpe_tokenizer",
+]

