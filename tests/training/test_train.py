@@ -222,6 +222,10 @@ def test_two_processes_train_as_one(text_file: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, check=False, env=env,
     )  # fmt: skip
     assert two.returncode == 0, two.stderr
+    assert "outputs in" in one.stdout
+    for name in ("metrics.jsonl", "losses.png", "report.html", "best/crossent_gpt.json"):
+        assert (tmp_path / "one" / name).is_file(), name
+    assert (tmp_path / "one" / "losses.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     def records(folder: str) -> list[dict[str, float]]:
         lines = (tmp_path / folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
@@ -231,3 +235,28 @@ def test_two_processes_train_as_one(text_file: Path, tmp_path: Path) -> None:
         assert mine["step"] == theirs["step"]
         assert theirs["train_loss"] == pytest.approx(mine["train_loss"], rel=1e-5)
         assert theirs["val_loss"] == pytest.approx(mine["val_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (("--train-ratio", "1.5"), "train_ratio must be in (0, 1), got 1.5"),
+        (("--out", "{tmp}"), "is not empty; choose a new --out, or --resume"),
+        (("--resume", "{tmp}"), "cannot resume from"),
+        (("--data", "{tmp}/missing.txt"), "missing.txt: no such file or directory"),
+    ],
+)
+def test_bad_training_input_is_one_line(
+    tmp_path: Path, text_file: Path, args: tuple[str, ...], complaint: str
+) -> None:
+    args = tuple(arg.format(tmp=tmp_path) for arg in args)
+    done = subprocess.run(
+        [sys.executable, "-m", "crossent", "train", "--preset", "tiny", "--max-steps", "1",
+         *args],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert complaint in lines[0]
+    assert text_file.read_text(encoding="utf-8") == TEXT  # nothing the user gave is touched
