@@ -62,9 +62,9 @@ _FLOAT64_TOLERANCE = 1e-9
 # Losses are printed to four decimals, as seed 004 prints them; PyTorch's float32 loss must agree
 # with the float64 six steps to within half a unit of the last printed digit.
 PRINTED_TOLERANCE = 5e-5
-# crossent's float32 numbers may be off the float64 truth by PyTorch's own error at the logits'
-# dtype plus this many machine epsilons, relative (Apple cut-cross-entropy's rule, tests/oracles).
-_MARGIN_EPS = 16
+# crossent's numbers may be off the float64 truth by PyTorch's own error at the logits' dtype
+# plus this many machine epsilons, relative (Apple cut-cross-entropy's rule, as tests/oracles.py).
+_MARGIN_EPS = {torch.float64: 64, torch.float32: 16, torch.float16: 4, torch.bfloat16: 4}
 
 
 @dataclass(frozen=True)
@@ -506,10 +506,11 @@ def explain_text(
     ``crossent.evaluate`` score the same tokens from the same context. The steps run in float64
     on the model's logits (:func:`crossent.reference.six_steps`) and are the truth the other
     numbers are checked against. ``torch.nn.functional.cross_entropy`` on the same logits must
-    agree to the printed precision (:data:`PRINTED_TOLERANCE`); :func:`crossent.cross_entropy`,
-    ``crossent.evaluate``'s mean and per-token losses and its top-k probabilities may be off by no
-    more than PyTorch's own error at the logits' dtype plus 16 machine epsilons (relative), and
-    its ranks must equal those counted from the logits.
+    agree to the printed precision (:data:`PRINTED_TOLERANCE`), give or take the rounding of a
+    loss returned in the logits' dtype (a few parts in a thousand in bfloat16);
+    :func:`crossent.cross_entropy`, ``crossent.evaluate``'s mean and per-token losses and its
+    top-k probabilities may be off by no more than PyTorch's own error at the logits' dtype plus
+    a few machine epsilons (relative), and its ranks must equal those counted from the logits.
 
     Args:
         model: any :class:`crossent.models.CausalLM`.
@@ -587,7 +588,7 @@ def explain_text(
         )
     )
     # PyTorch's own float32 errors against the float64 steps set the budget for crossent's.
-    margin = _MARGIN_EPS * torch.finfo(logits.dtype).eps
+    margin = _MARGIN_EPS[logits.dtype] * torch.finfo(logits.dtype).eps
     exact_tokens = [token.nats for token in tokens]
     torch_token_error = max(
         abs(value - exact) for value, exact in zip(torch_tokens, exact_tokens, strict=True)
@@ -605,7 +606,13 @@ def explain_text(
     )
     scale = margin * max(1.0, abs(nats))
     checks = (
-        Check("torch.nn.functional.cross_entropy", torch_loss, nats, PRINTED_TOLERANCE),
+        Check(
+            "torch.nn.functional.cross_entropy",
+            torch_loss,
+            nats,
+            # and the rounding of a loss returned in the logits' dtype: nothing in float32
+            PRINTED_TOLERANCE + torch.finfo(logits.dtype).eps * max(1.0, abs(nats)),
+        ),
         Check("crossent.cross_entropy", crossent_loss, nats, abs(torch_loss - nats) + scale),
         Check(
             "crossent.evaluate, nats per token",
@@ -707,7 +714,8 @@ class StabilityExplanation:
     Attributes:
         rows: one per case.
         checks: for every case, crossent's loss and gradient against the exact values, each
-            allowed PyTorch's own error at that dtype plus 16 machine epsilons (relative).
+            allowed PyTorch's own error at that dtype plus 16 (float32) or 64 (float64) machine
+            epsilons, relative.
     """
 
     rows: tuple[StabilityRow, ...]
@@ -809,7 +817,7 @@ def explain_stability(
                 exact_gradient=exact_gradient,
             )
         )
-        margin = 16 * torch.finfo(dtype).eps
+        margin = _MARGIN_EPS[dtype] * torch.finfo(dtype).eps
         checks += [
             Check(
                 f"{case.name}: crossent.cross_entropy, nats",
