@@ -39,7 +39,6 @@ from crossent.evaluation import evaluate
 from crossent.losses.distill import distillation_loss
 from crossent.losses.linear import linear_cross_entropy
 from crossent.metrics import nats_to_bits
-from crossent.models.protocol import CausalLM
 from crossent.report.files import write_text_atomically
 from crossent.report.training import (
     EvalRecord,
@@ -52,6 +51,8 @@ from crossent.training.data import TextSplit, TrainingRows, split_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
+
+    from crossent.models.protocol import CausalLM
 
 STATE_FILE = "training_state.pt"
 # The sequence length when fine-tuning a model of a longer context without --context-length.
