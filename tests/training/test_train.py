@@ -260,3 +260,13 @@ def test_bad_training_input_is_one_line(
     assert len(lines) == 1, done.stderr
     assert complaint in lines[0]
     assert text_file.read_text(encoding="utf-8") == TEXT  # nothing the user gave is touched
+
+
+def test_the_embedded_tokenizer_can_be_reused(smollm2: object, text_file: Path, tmp_path: Path):
+    del smollm2  # loaded once, so its conversion is cached
+    result = train(_config(text_file, tmp_path / "run", tokenizer="smollm2", max_steps=1))
+    student = load_model(tmp_path / "run" / "best", device="cpu")
+    embedded = load_model(None, device="cpu")
+    assert student.vocab_size == len(embedded.hf_tokenizer)  # type: ignore[attr-defined]
+    assert student.tokenizer.encode(TEXT) == embedded.tokenizer.encode(TEXT)
+    assert result.records[0].val_loss == pytest.approx(math.log(student.vocab_size), rel=0.03)
