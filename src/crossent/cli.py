@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from crossent import __version__
@@ -236,7 +236,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     import json
 
     from crossent.evaluation import evaluate
-    from crossent.report.files import write_text_atomically
     from crossent.report.html import render_evaluation_report
     from crossent.report.per_token import per_token_format, write_per_token
     from crossent.report.progress import TokenProgress
@@ -263,24 +262,27 @@ def _evaluate(args: argparse.Namespace) -> int:
             return 0
     print(f"{result.model}: window {result.window}, stride {result.stride}, prefix {result.prefix}")
     print(format_evaluation(result))
-    if args.json is not None:
-        write_text_atomically(args.json, json.dumps(result.to_dict(), indent=2) + "\n")
-        print(f"wrote {args.json}")
+    _write(args.json, lambda: json.dumps(result.to_dict(), indent=2) + "\n")
     if args.per_token is not None:
         write_per_token(args.per_token, result)
         print(f"wrote {args.per_token}")
-    if args.report is not None:
-        write_text_atomically(args.report, render_evaluation_report(result))
-        print(f"wrote {args.report}")
+    _write(args.report, lambda: render_evaluation_report(result))
     return 0
+
+
+def _write(path: str | None, text: Callable[[], str]) -> None:
+    """Write ``text()`` to ``path`` atomically and say so; nothing when no path was asked for."""
+    from crossent.report.files import write_text_atomically
+
+    if path is not None:
+        write_text_atomically(path, text())
+        print(f"wrote {path}")
 
 
 def _compare(args: argparse.Namespace) -> int:
     import json
-    from dataclasses import asdict
 
     from crossent.comparison import compare
-    from crossent.report.files import write_text_atomically
     from crossent.report.html import render_comparison_report
     from crossent.report.progress import TokenProgress
     from crossent.report.table import format_comparison
@@ -307,20 +309,8 @@ def _compare(args: argparse.Namespace) -> int:
         if rank != 0:
             return 0
     print(format_comparison(comparison))
-    if args.json is not None:
-        kl = comparison.kl
-        record = {
-            "a": comparison.a.to_dict(),
-            "b": comparison.b.to_dict(),
-            "shared_tokenizer": comparison.shared_tokenizer,
-            "kl": None if kl is None else asdict(kl),
-            "largest": [asdict(difference) for difference in comparison.largest],
-        }
-        write_text_atomically(args.json, json.dumps(record, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    if args.report is not None:
-        write_text_atomically(args.report, render_comparison_report(comparison))
-        print(f"wrote {args.report}")
+    _write(args.json, lambda: json.dumps(comparison.to_dict(), indent=2) + "\n")
+    _write(args.report, lambda: render_comparison_report(comparison))
     return 0
 
 
@@ -534,17 +524,11 @@ def _explain(args: argparse.Namespace) -> int:
         )
     # matplotlib is imported only now, so that bad input is refused without waiting for it
     from crossent.report.explain import format_explanation, render_explanation_page, write_plots
-    from crossent.report.files import write_text_atomically
 
     print(format_explanation(result))
     curves = explain.loss_curves_for(result)
-    if args.json is not None:
-        record = json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
-        write_text_atomically(args.json, record + "\n")
-        print(f"wrote {args.json}")
-    if args.html is not None:
-        write_text_atomically(args.html, render_explanation_page(result, curves))
-        print(f"wrote {args.html}")
+    _write(args.json, lambda: json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    _write(args.html, lambda: render_explanation_page(result, curves))
     if args.plots is not None:
         for path in write_plots(result, curves, args.plots):
             print(f"wrote {path}")

@@ -10,8 +10,8 @@ from A's, whether the two agree on the top-1 token, and the tokens whose loss ch
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -105,6 +105,16 @@ class ComparisonResult:
     kl: KLSummary | None
     largest: list[TokenDifference] = field(default_factory=list)
     differences: list[TokenDifference] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``crossent compare --json`` (every difference left out)."""
+        return {
+            "a": self.a.to_dict(),
+            "b": self.b.to_dict(),
+            "shared_tokenizer": self.shared_tokenizer,
+            "kl": None if self.kl is None else asdict(self.kl),
+            "largest": [asdict(difference) for difference in self.largest],
+        }
 
 
 def compare(
