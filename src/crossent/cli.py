@@ -246,7 +246,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     documents = _documents(args, outputs=[args.json, args.report, args.per_token])
     with _distributed() as (rank, device):
         model = _load(args.model, args, device)
-        show = rank == 0 and (args.progress if args.progress is not None else sys.stderr.isatty())
+        show = _show_progress(args, rank)
         with TokenProgress("scoring", enabled=show) as progress:
             result = evaluate(
                 model,
@@ -268,6 +268,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"wrote {args.per_token}")
     _write(args.report, lambda: render_evaluation_report(result))
     return 0
+
+
+def _show_progress(args: argparse.Namespace, rank: int) -> bool:
+    """Draw a bar on rank 0 only: when asked to, or by default when stderr is a terminal."""
+    return rank == 0 and (args.progress if args.progress is not None else sys.stderr.isatty())
 
 
 def _write(path: str | None, text: Callable[[], str]) -> None:
@@ -293,7 +298,7 @@ def _compare(args: argparse.Namespace) -> int:
     with _distributed() as (rank, device):
         model_a = _load(args.model[0], args, device)
         model_b = _load(args.model[1], args, device)
-        show = rank == 0 and (args.progress if args.progress is not None else sys.stderr.isatty())
+        show = _show_progress(args, rank)
         with TokenProgress("comparing", enabled=show) as progress:
             comparison = compare(
                 model_a,
@@ -315,6 +320,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import dataclasses
     import time
     from pathlib import Path
 
@@ -327,47 +333,18 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(
             f"output folder {out} is not empty; choose a new --out, or --resume {out} to continue"
         )
-    config = TrainConfig(
-        data=tuple(args.data or ()),
-        field=args.field,
-        errors=args.errors,
-        train_ratio=args.train_ratio,
-        preset=args.preset,
-        n_layer=args.n_layer,
-        n_head=args.n_head,
-        d_model=args.d_model,
-        context_length=args.context_length,
-        dropout=args.dropout,
-        tokenizer=args.tokenizer,
-        vocab_size=args.vocab_size,
-        init=args.init,
-        teacher=args.teacher,
-        temperature=args.temperature,
-        alpha=args.alpha,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        max_steps=args.max_steps,
-        max_minutes=args.max_minutes,
-        lr=args.lr,
-        min_lr_ratio=args.min_lr_ratio,
-        warmup_steps=args.warmup_steps,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        label_smoothing=args.label_smoothing,
-        z_loss=args.z_loss,
-        eval_every=args.eval_every,
-        eval_batch_size=args.eval_batch_size,
-        patience=args.patience or None,
-        autocast=args.autocast,
-        compile=args.compile,
-        seed=args.seed,
-        device=args.device,
-        out=out,
-    )
+    # The flags are named after TrainConfig's fields; those that need a conversion follow.
+    flags = {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(TrainConfig)
+        if hasattr(args, field.name)
+    }
+    flags.update(data=tuple(args.data or ()), patience=args.patience or None, out=out)
+    config = TrainConfig(**flags)
     with _distributed() as (rank, device):
         if device is not None:
-            config = TrainConfig.from_dict({**config.to_dict(), "device": device})
-        show = rank == 0 and (args.progress if args.progress is not None else sys.stderr.isatty())
+            config = dataclasses.replace(config, device=device)
+        show = _show_progress(args, rank)
         bar = tqdm(
             desc="training", unit="tok", unit_scale=True, disable=not show, leave=False,
             dynamic_ncols=True,

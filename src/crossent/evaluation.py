@@ -242,7 +242,7 @@ def evaluate(
         raise ValueError("no documents to evaluate")
     meters.extend(NLLMeter() for _ in range(stream.count - len(meters)))
     if world > 1:
-        meters, tokens = _gather(meters, tokens, group)
+        meters, tokens = _gather(meters, tokens, per_token, group)
 
     scores = []
     total = NLLMeter()
@@ -467,7 +467,10 @@ def _shard(group: ProcessGroup | None) -> tuple[int, int]:
 
 
 def _gather(
-    meters: list[NLLMeter], tokens: list[TokenScore], group: ProcessGroup | None
+    meters: list[NLLMeter],
+    tokens: list[TokenScore],
+    per_token: bool,
+    group: ProcessGroup | None,
 ) -> tuple[list[NLLMeter], list[TokenScore]]:
     """Every rank's per-document sums added up, and every rank's token scores in order."""
     if dist.get_backend(group) == dist.Backend.NCCL:
@@ -483,7 +486,8 @@ def _gather(
     meters = [
         NLLMeter(nll, int(count), correct=int(correct)) for nll, count, correct in sums.tolist()
     ]
-    if tokens or any(_any_tokens(group, bool(tokens))):
+    # Every rank was given the same per_token, so all take part in the gather or none does.
+    if per_token:
         everyone: list[list[TokenScore] | None] = [None] * dist.get_world_size(group)
         dist.all_gather_object(everyone, tokens, group=group)
         tokens = sorted(
@@ -491,9 +495,3 @@ def _gather(
             key=lambda token: (token.document, token.position),
         )
     return meters, tokens
-
-
-def _any_tokens(group: ProcessGroup | None, mine: bool) -> list[bool]:
-    everyone: list[bool | None] = [None] * dist.get_world_size(group)
-    dist.all_gather_object(everyone, mine, group=group)
-    return [bool(flag) for flag in everyone]

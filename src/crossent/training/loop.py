@@ -19,6 +19,7 @@ as if never stopped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import random
@@ -125,9 +126,10 @@ def train(
     state: dict[str, Any] | None = None
     if resume is not None:
         state = _read_state(Path(resume))
-        saved = TrainConfig.from_dict(state["config"])
-        config = TrainConfig.from_dict(
-            {**saved.to_dict(), "max_minutes": config.max_minutes, "device": config.device}
+        config = dataclasses.replace(
+            TrainConfig.from_dict(state["config"]),
+            max_minutes=config.max_minutes,
+            device=config.device,
         )
         out = Path(resume)
     else:
@@ -207,13 +209,17 @@ def train(
                 ) * targets.numel()  # fmt: skip
         return total.float() / normaliser
 
+    validation_tokens = 0  # scored by each evaluation; the same every time
+
     def run_eval(train_loss: float) -> EvalRecord:
+        nonlocal validation_tokens
         module.eval()
         with torch.no_grad():
             result = evaluate(
                 model.lm, validation, window=context, batch_size=config.eval_batch_size
             )
         module.train()
+        validation_tokens = result.totals.tokens
         bits = result.totals.bits_per_byte
         return EvalRecord(
             step=step,
@@ -330,7 +336,7 @@ def train(
         parameters=module_parameters(module),
         split=split,
         train_tokens=len(train_ids),
-        validation_tokens=len(tokenizer.encode(split.validation)) + 1,
+        validation_tokens=validation_tokens,
     )
 
 
