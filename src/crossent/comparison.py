@@ -19,6 +19,7 @@ import torch.distributed as dist
 
 from crossent.data import Text
 from crossent.evaluation import (
+    DEFAULT_WINDOW_CAP,
     EvaluationResult,
     Prefix,
     Progress,
@@ -158,7 +159,7 @@ def compare(
     if largest < 1:
         raise ValueError(f"largest must be at least 1, got {largest}")
     if window is None:
-        window = min(model_a.context_length, model_b.context_length, 2048)
+        window = min(model_a.context_length, model_b.context_length, DEFAULT_WINDOW_CAP)
     a, b = (
         evaluate(
             model,
