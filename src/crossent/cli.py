@@ -277,7 +277,7 @@ def _show_progress(args: argparse.Namespace, rank: int) -> bool:
 
 def _write(path: str | None, text: Callable[[], str]) -> None:
     """Write ``text()`` to ``path`` atomically and say so; nothing when no path was asked for."""
-    from crossent.report.files import write_text_atomically
+    from crossent.files import write_text_atomically
 
     if path is not None:
         write_text_atomically(path, text())

@@ -41,6 +41,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from crossent.files import write_folder_atomically
 from crossent.models.protocol import CausalLM
 
 __all__ = ["DEFAULT_MODEL", "HFCausalLM", "HFTokenizer", "gguf_cache_dir", "load_model"]
@@ -292,7 +293,11 @@ def _load_gguf(path: Path, *, name: str, dtype: torch.dtype, device: torch.devic
     cached = gguf_cache_dir(path)
     if not (cached / "config.json").is_file():
         logger.info("converting %s once (about 30 s); caching it in %s", path, cached)
-        _write_atomically(cached, lambda folder: _convert_gguf(path, folder))
+        write_folder_atomically(
+            cached,
+            lambda folder: _convert_gguf(path, folder),
+            done=lambda folder: (folder / "config.json").is_file(),
+        )
     return _load_directory(cached, name=name, dtype=dtype, device=device)
 
 
@@ -314,22 +319,6 @@ def _convert_gguf(path: Path, folder: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-
-
-def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write`` into a temporary folder beside ``target``, then rename it to ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        write(temporary)
-        try:
-            os.replace(temporary, target)
-        except OSError:
-            # Another process finished the same entry first; theirs is as good as ours.
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _load_directory(

@@ -27,7 +27,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from crossent.metrics import LN2, nats_to_bits
 from crossent.report.figures import inline_svg, new_figure, png_bytes
-from crossent.report.files import write_bytes_atomically
+from crossent.files import write_bytes_atomically
 from crossent.report.html import BASE_STYLE, cell, page
 from crossent.report.table import format_table
 
@@ -665,7 +665,7 @@ def render_explanation_page(
         title: the page title; default ``"crossent explain"``.
 
     Returns:
-        The page; write it with :func:`crossent.report.files.write_text_atomically`.
+        The page; write it with :func:`crossent.files.write_text_atomically`.
     """
     from crossent.explain import DistributionExplanation, TextExplanation
 

@@ -285,7 +285,7 @@ def render_evaluation_report(result: EvaluationResult, *, title: str | None = No
 
     Returns:
         The page, about 80 bytes per token plus the texts' own bytes; write it with
-        :func:`crossent.report.files.write_text_atomically`.
+        :func:`crossent.files.write_text_atomically`.
     """
     title = title if title is not None else f"Cross-entropy of {result.model}"
     payload = _Payload()

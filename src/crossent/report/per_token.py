@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crossent.report.files import write_text_atomically
+from crossent.files import write_text_atomically
 
 if TYPE_CHECKING:
     from crossent.evaluation import EvaluationResult

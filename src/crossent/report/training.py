@@ -40,7 +40,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from crossent.metrics import perplexity
 from crossent.report.figures import inline_svg, new_figure, png_bytes
-from crossent.report.files import write_bytes_atomically
+from crossent.files import write_bytes_atomically
 from crossent.report.html import BASE_STYLE, cell, page
 
 _FIGURE_SIZE_INCHES = (7.5, 4.5)
@@ -257,7 +257,7 @@ def render_training_report(
         title: the page title; default ``"Training run"``.
 
     Returns:
-        The page; write it with :func:`crossent.report.files.write_text_atomically`.
+        The page; write it with :func:`crossent.files.write_text_atomically`.
 
     Raises:
         ValueError: if ``records`` is not in increasing order of step and tokens seen.

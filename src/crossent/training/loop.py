@@ -40,7 +40,7 @@ from crossent.evaluation import evaluate
 from crossent.losses.distill import distillation_loss
 from crossent.losses.linear import linear_cross_entropy
 from crossent.metrics import nats_to_bits
-from crossent.report.files import write_text_atomically
+from crossent.files import write_folder_atomically, write_text_atomically
 from crossent.report.training import (
     EvalRecord,
     best_evaluation,
@@ -491,29 +491,25 @@ def _save_checkpoint(folder: Path, model: _Model, state: dict[str, Any]) -> None
     from crossent.models.checkpoint import save_gpt
     from crossent.models.gpt import GPT
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+    def write(staging: Path) -> None:
         if isinstance(model.trainable, GPT):
             save_gpt(staging, model.trainable, model.tokenizer_files)
         elif isinstance(model.trainable, _HiddenStates):
             model.trainable.model.save_pretrained(staging)
             model.tokenizer_files.save_pretrained(staging)
         torch.save(state, staging / STATE_FILE)
-        _replace_folder(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    write_folder_atomically(folder, write)
 
 
 def _link_copy(source: Path, folder: Path) -> None:
     """``folder`` replaced by a copy of ``source`` made of hard links (no bytes rewritten)."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        shutil.copytree(source, staging, dirs_exist_ok=True, copy_function=_link_or_copy)
-        _replace_folder(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    write_folder_atomically(
+        folder,
+        lambda staging: shutil.copytree(
+            source, staging, dirs_exist_ok=True, copy_function=_link_or_copy
+        ),
+    )
 
 
 def _link_or_copy(source: str, target: str) -> None:
@@ -521,16 +517,6 @@ def _link_or_copy(source: str, target: str) -> None:
         os.link(source, target)
     except OSError:  # a file system without hard links
         shutil.copy2(source, target)
-
-
-def _replace_folder(staging: Path, folder: Path) -> None:
-    """Put ``staging`` where ``folder`` is, the old one removed only once the new is in place."""
-    old = folder.with_name(f".{folder.name}-old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(staging, folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _read_state(out: Path) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from crossent.report.files import write_bytes_atomically, write_text_atomically
+from crossent.files import write_bytes_atomically, write_text_atomically
 
 
 def test_bytes_are_written_exactly_with_the_usual_mode(tmp_path: Path) -> None:

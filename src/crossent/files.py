@@ -1,0 +1,84 @@
+"""Writing files and folders so that an interrupted run never leaves a half-written one.
+
+Every output crossent writes (JSON, per-token files, reports, figures, model conversions,
+checkpoints) goes through here: the data is written under a temporary name beside its target and
+renamed into place, so a reader sees the old file or the whole new one, never a part, and the
+temporary is removed if writing fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` as UTF-8, atomically (see :func:`write_bytes_atomically`).
+
+    Line endings are written as they are in ``text``, on every platform.
+    """
+    write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename it."""
+    target = Path(path)
+    handle, temporary = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+    )
+    try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def staging_folder(target: Path) -> Path:
+    """A new empty folder beside ``target`` (same file system, so a rename can move it there)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+
+
+def write_folder_atomically(
+    target: Path, write: Callable[[Path], None], *, done: Callable[[Path], bool] | None = None
+) -> None:
+    """Run ``write`` into a staging folder beside ``target``, then put it where ``target`` is.
+
+    With ``done``, a ``target`` that appeared meanwhile (another process finished the same
+    folder first) and passes ``done`` is kept instead of replaced; without it, an existing
+    ``target`` is replaced as a whole by :func:`replace_folder`.
+    """
+    staging = staging_folder(target)
+    try:
+        write(staging)
+        if done is None:
+            replace_folder(staging, target)
+            return
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if not done(target):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def replace_folder(staging: Path, folder: Path) -> None:
+    """Put ``staging`` where ``folder`` is, the old one removed only once the new is in place."""
+    old = folder.with_name(f".{folder.name}-old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(staging, folder)
+    shutil.rmtree(old, ignore_errors=True)
