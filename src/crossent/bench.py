@@ -10,8 +10,8 @@ compares every loss with a float64 ground truth computed by PyTorch, a chunk of 
 The ``floor`` row times the three matrix products that any exact implementation must do (logits,
 then the gradients of hidden and weight) and nothing else.
 
-Run it with ``crossent bench`` (``--quick`` for a demonstration of about a minute) or
-``python -m crossent.bench``.
+Run it with ``crossent bench`` (``--quick`` for a demonstration of about a minute);
+:func:`crossent.report.table.format_bench` prints its rows.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from crossent.losses.linear import linear_cross_entropy
-from crossent.report.table import format_table
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -260,40 +259,18 @@ def _worker(name: str, case: BenchCase) -> dict[str, float]:
     }
 
 
-def format_rows(rows: Sequence[BenchRow]) -> str:
-    """A plain-text table; time and memory also as ratios to the naive PyTorch loss."""
-    headers = ["case", "impl", "fwd+bwd s", "x torch", "peak MiB", "x torch", "loss", "|err|"]
-    baseline = {row.case: row for row in rows if row.implementation == "torch"}
-    lines = []
-    for row in rows:
-        reference = baseline.get(row.case)
-        lines.append(
-            [
-                row.case.label,
-                row.implementation,
-                f"{row.seconds:.3f}",
-                f"{row.seconds / reference.seconds:.2f}" if reference else "-",
-                f"{row.peak_mib:.0f}",
-                f"{row.peak_mib / reference.peak_mib:.3f}"
-                if reference and reference.peak_mib > 0
-                else "-",
-                "-" if row.loss != row.loss else f"{row.loss:.6f}",
-                "-" if row.error != row.error else f"{row.error:.1e}",
-            ]
-        )
-    return format_table(headers, lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m crossent.bench``: the same as ``crossent bench``."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) == 3 and args[0] == "--worker":
-        case = BenchCase(**json.loads(args[2]))
-        print(json.dumps(_worker(args[1], case)))
-        return 0
-    from crossent.cli import main as cli_main
+    """``python -m crossent.bench --worker NAME CASE``: one measurement, in a process of its own.
 
-    return cli_main(["bench", *args])
+    :func:`run_benchmark` starts these; people run ``crossent bench``.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 3 or args[0] != "--worker":
+        print("usage: python -m crossent.bench --worker NAME CASE_JSON (see crossent bench)")
+        return 2
+    case = BenchCase(**json.loads(args[2]))
+    print(json.dumps(_worker(args[1], case)))
+    return 0
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import torch.distributed as dist
 
 from crossent.data import Text, Window, iter_windows
 from crossent.data.tokens import tokenize_parts
+from crossent.data.windows import check_window
 from crossent.losses.linear import linear_cross_entropy_with_stats
 from crossent.metrics import NLLMeter, NLLResult
 
@@ -205,13 +206,8 @@ def evaluate(
             batch size or ``top_k``, a document that tokenizes to nothing or cannot be read.
     """
     window = window if window is not None else min(model.context_length, DEFAULT_WINDOW_CAP)
-    if not 1 <= window <= model.context_length:
-        raise ValueError(
-            f"window {window} is outside [1, {model.context_length}] (the model's context)"
-        )
     stride = stride if stride is not None else window
-    if not 1 <= stride <= window:
-        raise ValueError(f"stride {stride} is outside [1, {window}] (the window)")
+    check_window(window, stride, context=model.context_length)
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
     if not 1 <= top_k <= model.vocab_size:

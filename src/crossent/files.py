@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -51,7 +51,7 @@ def staging_folder(target: Path) -> Path:
 
 
 def write_folder_atomically(
-    target: Path, write: Callable[[Path], None], *, done: Callable[[Path], bool] | None = None
+    target: Path, write: Callable[[Path], object], *, done: Callable[[Path], bool] | None = None
 ) -> None:
     """Run ``write`` into a staging folder beside ``target``, then put it where ``target`` is.
 
@@ -82,3 +82,27 @@ def replace_folder(staging: Path, folder: Path) -> None:
         os.replace(folder, old)
     os.replace(staging, folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def check_html_path(option: str, path: str | None) -> None:
+    """Refuse an HTML output whose name does not end in ``.html`` (or ``.htm``)."""
+    if path is not None and Path(path).suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"{option} {path} must end in .html")
+
+
+def check_outputs(inputs: Sequence[str], outputs: Sequence[str | None]) -> None:
+    """Refuse outputs that would overwrite an input or each other, or sit in no folder.
+
+    Called before any work starts, so that nothing the user gave is lost and a long run does not
+    fail at its end. ``-`` (stdin) among the inputs names no file; ``None`` outputs are skipped.
+    """
+    seen = {Path(path).resolve(): f"input {path}" for path in inputs if path != "-"}
+    for output in outputs:
+        if output is None:
+            continue
+        resolved = Path(output).resolve()
+        if resolved in seen:
+            raise ValueError(f"output {output} is also {seen[resolved]}; it would be overwritten")
+        if not resolved.parent.is_dir():
+            raise ValueError(f"output {output}: folder {resolved.parent} does not exist")
+        seen[resolved] = f"output {output}"

@@ -187,9 +187,9 @@ def test_exact_windows(
 @pytest.mark.parametrize(
     ("tokens", "prefix", "window", "stride", "message"),
     [
-        ([1, 2], 0, 0, 1, "window must be at least 1 token, got 0"),
-        ([1, 2], 0, 4, 0, "stride must be between 1 and the window (4), got 0"),
-        ([1, 2], 0, 4, 5, "stride must be between 1 and the window (4), got 5"),
+        ([1, 2], 0, 0, 1, "window 0 is outside [1, ...]"),
+        ([1, 2], 0, 4, 0, "stride 0 is outside [1, 4]"),
+        ([1, 2], 0, 4, 5, "stride 5 is outside [1, 4]"),
         ([], 0, 4, 4, "empty document"),
         ([1], None, 4, 4, "one-token document without a prefix token"),
     ],

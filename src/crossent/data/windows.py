@@ -140,11 +140,28 @@ def iter_windows(
     The arguments and the windows are those of :func:`rolling_windows`; the checks of
     ``window`` and ``stride`` run at the call, the document's own checks when the stream ends.
     """
-    if window < 1:
-        raise ValueError(f"window must be at least 1 token, got {window}")
-    if not 1 <= stride <= window:
-        raise ValueError(f"stride must be between 1 and the window ({window}), got {stride}")
+    check_window(window, stride)
     return _windows(token_ids, prefix_token, window, stride)
+
+
+def check_window(window: int, stride: int | None = None, *, context: int | None = None) -> None:
+    """Refuse a window outside ``[1, context]`` or a stride outside ``[1, window]``.
+
+    The one place these limits are checked: the command line calls it before a model loads
+    (``context`` unknown yet), :func:`crossent.evaluate` again with the model's context.
+
+    Example:
+        >>> check_window(8, 9)
+        Traceback (most recent call last):
+        ...
+        ValueError: stride 9 is outside [1, 8] (the window)
+    """
+    if context is not None and not 1 <= window <= context:
+        raise ValueError(f"window {window} is outside [1, {context}] (the model's context)")
+    if window < 1:
+        raise ValueError(f"window {window} is outside [1, ...] (a window holds at least 1 token)")
+    if stride is not None and not 1 <= stride <= window:
+        raise ValueError(f"stride {stride} is outside [1, {window}] (the window)")
 
 
 def _windows(

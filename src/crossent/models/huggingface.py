@@ -25,9 +25,7 @@ import importlib.util
 import logging
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import huggingface_hub

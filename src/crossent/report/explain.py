@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from crossent.files import write_bytes_atomically
 from crossent.metrics import LN2, nats_to_bits
 from crossent.report.figures import inline_svg, new_figure, png_bytes
-from crossent.files import write_bytes_atomically
 from crossent.report.html import BASE_STYLE, cell, page
 from crossent.report.table import format_table
 

@@ -1,4 +1,4 @@
-"""A progress bar on stderr for long evaluations: tokens scored, tokens per second, time left."""
+"""The progress bar of every crossent command, on stderr: tokens done, tokens/s, time left."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from tqdm import tqdm
 
 class TokenProgress:
     """A :class:`crossent.evaluation.Progress` callback drawing a tqdm bar in tokens.
+
+    Evaluation and comparison call it with tokens scored; training with tokens trained.
 
     The total is an estimate that firms up as documents are read, so the bar's total is updated
     with each call; tqdm derives the rate (tokens/s) and the time left from it.
@@ -36,6 +38,14 @@ class TokenProgress:
         if total is not None:
             self._bar.total = max(total, scored)
         self._bar.update(scored - self._bar.n)
+
+    def describe(self, **values: object) -> None:
+        """Show ``name=value`` pairs after the bar (training's step and loss), drawn on update."""
+        self._bar.set_postfix(values, refresh=False)
+
+    def write(self, line: str) -> None:
+        """Print ``line`` on stdout above the bar, which is redrawn below it."""
+        self._bar.write(line, file=sys.stdout)
 
     def close(self) -> None:
         """Remove the bar from the terminal."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from crossent.metrics import NLLResult
 
 if TYPE_CHECKING:  # importing evaluate imports transformers, which the benchmark does not need
+    from crossent.bench import BenchRow
     from crossent.comparison import ComparisonResult
     from crossent.evaluation import EvaluationResult
 
@@ -112,3 +113,27 @@ def format_comparison(comparison: ComparisonResult) -> str:
     headers = ["document", "position", "token", "nats A", "nats B", "B - A", "KL"]
     parts.append("largest changes in loss:\n" + format_table(headers, largest))
     return "\n\n".join(parts)
+
+
+def format_bench(rows: Sequence[BenchRow]) -> str:
+    """A plain-text table; time and memory also as ratios to the naive PyTorch loss."""
+    headers = ["case", "impl", "fwd+bwd s", "x torch", "peak MiB", "x torch", "loss", "|err|"]
+    baseline = {row.case: row for row in rows if row.implementation == "torch"}
+    lines = []
+    for row in rows:
+        reference = baseline.get(row.case)
+        lines.append(
+            [
+                row.case.label,
+                row.implementation,
+                f"{row.seconds:.3f}",
+                f"{row.seconds / reference.seconds:.2f}" if reference else "-",
+                f"{row.peak_mib:.0f}",
+                f"{row.peak_mib / reference.peak_mib:.3f}"
+                if reference and reference.peak_mib > 0
+                else "-",
+                "-" if row.loss != row.loss else f"{row.loss:.6f}",
+                "-" if row.error != row.error else f"{row.error:.1e}",
+            ]
+        )
+    return format_table(headers, lines)

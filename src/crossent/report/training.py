@@ -38,9 +38,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 from numpy.typing import ArrayLike, NDArray
 
+from crossent.files import write_bytes_atomically
 from crossent.metrics import perplexity
 from crossent.report.figures import inline_svg, new_figure, png_bytes
-from crossent.files import write_bytes_atomically
 from crossent.report.html import BASE_STYLE, cell, page
 
 _FIGURE_SIZE_INCHES = (7.5, 4.5)

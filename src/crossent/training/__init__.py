@@ -3,9 +3,26 @@
 * :mod:`crossent.training.config`: :class:`TrainConfig`, every setting of a run;
 * :mod:`crossent.training.data`: the train/validation split and the order of training rows;
 * :mod:`crossent.training.loop`: :func:`train`, the loop, its evaluations and checkpoints.
+
+:func:`train` and :class:`TrainResult` are imported on first use, so that reading a
+configuration (as ``crossent train --help`` does) imports neither PyTorch nor matplotlib.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from crossent.training.config import TrainConfig
-from crossent.training.loop import TrainResult, train
+
+if TYPE_CHECKING:
+    from crossent.training.loop import TrainResult, train
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("TrainResult", "train"):
+        from crossent.training import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module 'crossent.training' has no attribute {name!r}")

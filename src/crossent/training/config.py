@@ -136,3 +136,13 @@ class TrainConfig:
         values["data"] = tuple(values.get("data", ()))
         values["betas"] = tuple(values.get("betas", (0.9, 0.95)))
         return cls(**values)
+
+
+def check_new_output(out: str) -> None:
+    """Refuse an output folder that already holds something: a run never writes over another."""
+    from pathlib import Path
+
+    if Path(out).exists() and any(Path(out).iterdir()):
+        raise ValueError(
+            f"output folder {out} is not empty; choose a new --out, or --resume {out} to continue"
+        )

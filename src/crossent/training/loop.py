@@ -24,7 +24,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,10 +36,10 @@ from torch import Tensor, nn
 
 from crossent.data import Document, read_documents
 from crossent.evaluation import evaluate
+from crossent.files import write_folder_atomically, write_text_atomically
 from crossent.losses.distill import distillation_loss
 from crossent.losses.linear import linear_cross_entropy
 from crossent.metrics import nats_to_bits
-from crossent.files import write_folder_atomically, write_text_atomically
 from crossent.report.training import (
     EvalRecord,
     best_evaluation,

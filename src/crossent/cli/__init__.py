@@ -1,0 +1,50 @@
+"""The ``crossent`` command: one thin module per subcommand, each parsing and calling the library.
+
+``crossent --version``, ``crossent COMMAND --help`` and every argument error are answered before
+anything heavy is imported (PyTorch, transformers, matplotlib): each command module imports the
+library it calls only inside its ``run``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from crossent import __version__
+from crossent.cli import bench, compare, evaluate, explain, train
+from crossent.cli.arguments import EXIT_USAGE, Parser
+from crossent.extras import MissingExtraError
+
+EXIT_INTERRUPTED = 130
+_COMMANDS = (bench, evaluate, compare, train, explain)
+
+
+def build_parser() -> Parser:
+    """The ``crossent`` command line, one subcommand per job."""
+    parser = Parser(
+        prog="crossent", description="Cross-entropy for language models: exact, lean and fast."
+    )
+    parser.add_argument("--version", action="version", version=f"crossent {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
+    for command in _COMMANDS:
+        command.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``crossent`` console script; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        code: int = args.run(args)
+    except MissingExtraError as error:
+        print(f"crossent: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, TypeError, OSError) as error:
+        print(f"crossent: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("crossent: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return code

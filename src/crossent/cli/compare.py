@@ -1,0 +1,72 @@
+"""``crossent compare``: two causal LMs on the same texts, side by side."""
+
+from __future__ import annotations
+
+import argparse
+
+from crossent.cli.arguments import (
+    MODEL_HELP,
+    Commands,
+    add_output_options,
+    add_scoring_options,
+    load,
+    positive_int,
+    show_progress,
+    write_output,
+)
+from crossent.cli.documents import documents_to_score
+
+
+def add_parser(commands: Commands) -> None:
+    compare = commands.add_parser(
+        "compare",
+        help="two causal LMs on the same texts: bits per byte side by side, and per-token KL",
+        description="Evaluate two models on the same texts, as crossent eval does. Bits per "
+        "byte is the headline (comparable across tokenizers); when both share a tokenizer, "
+        "also the per-token KL divergence of B from A, top-1 agreement and the tokens whose "
+        "loss changed most.",
+    )
+    compare.add_argument(
+        "--model", action="append", required=True, help=MODEL_HELP + "; give it twice: A, then B"
+    )
+    add_scoring_options(compare)
+    compare.add_argument(
+        "--largest", type=positive_int, default=10, help="how many largest differences to list"
+    )
+    add_output_options(compare)
+    compare.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from crossent.comparison import compare
+    from crossent.distributed import process_group
+    from crossent.report.html import render_comparison_report
+    from crossent.report.progress import TokenProgress
+    from crossent.report.table import format_comparison
+
+    if len(args.model) != 2:
+        raise ValueError(f"compare takes exactly two --model options, got {len(args.model)}")
+    documents = documents_to_score(args, outputs=[args.json, args.report])
+    with process_group() as (rank, device):
+        model_a = load(args.model[0], args, device)
+        model_b = load(args.model[1], args, device)
+        with TokenProgress("comparing", enabled=show_progress(args, rank)) as progress:
+            comparison = compare(
+                model_a,
+                model_b,
+                documents,
+                window=args.window,
+                stride=args.stride,
+                prefix=args.prefix,
+                batch_size=args.batch_size,
+                largest=args.largest,
+                progress=progress,
+            )
+        if rank != 0:
+            return 0
+    print(format_comparison(comparison))
+    write_output(args.json, lambda: json.dumps(comparison.to_dict(), indent=2) + "\n")
+    write_output(args.report, lambda: render_comparison_report(comparison))
+    return 0

@@ -1,0 +1,146 @@
+"""``crossent explain``: cross-entropy shown with real numbers, every number checked."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from crossent.cli.arguments import MODEL_HELP, Commands, load, positive_int, write_output
+
+
+def add_parser(commands: Commands) -> None:
+    explain = commands.add_parser(
+        "explain",
+        help="show, with real numbers, how cross-entropy is computed and why it behaves as it does",
+        description="Three explanations, each checked against independent computations. "
+        "Toy distributions: --probs (or --logits) with --target (one-hot) or --p (soft), e.g. "
+        "--probs 0.2,0.7,0.1 --labels dog,cat,fish --target cat; without any input, that "
+        "example. A text: the six steps from a model's logits to its loss, and every "
+        "position's next token with its rank and alternatives. --stability: the naive "
+        "-log(softmax(z) + 1e-10) against the log-space loss on extreme logits. Lists are "
+        "comma-separated; write a list that starts with a minus sign as --logits=-1,2,3.",
+    )
+    explain.add_argument("text", nargs="?", help="a text for the model to read")
+    explain.add_argument("--model", help=MODEL_HELP + " (with a text)")
+    explain.add_argument("--prefix", choices=["bos", "eos", "none"], help="default: bos, else eos")
+    explain.add_argument("--top-k", type=positive_int, default=5, help="alternatives shown")
+    explain.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    explain.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
+    prediction = explain.add_mutually_exclusive_group()
+    prediction.add_argument("--probs", type=_numbers, help="the predicted probabilities q")
+    prediction.add_argument("--logits", type=_numbers, help="logits instead: q = softmax")
+    explain.add_argument("--labels", type=_names, help="one name per class (default 0, 1, ...)")
+    target = explain.add_mutually_exclusive_group()
+    target.add_argument("--target", help="the label of the right answer (a one-hot p)")
+    target.add_argument("--p", type=_numbers, help="a target distribution instead")
+    explain.add_argument(
+        "--label-smoothing", type=float, default=0.0, help="eps: the target becomes "
+        "(1 - eps) p + eps / V, as in PyTorch",
+    )  # fmt: skip
+    explain.add_argument(
+        "--stability", action="store_true", help="the naive loss against the log-space one "
+        "(default cases, or the row of --logits with --target in float32 and float64)",
+    )  # fmt: skip
+    explain.add_argument("--json", metavar="FILE", help="write the numbers as JSON (atomically)")
+    explain.add_argument("--html", metavar="FILE", help="write a self-contained page (.html)")
+    explain.add_argument("--plots", metavar="DIR", help="write the figures as PNG files here")
+    explain.set_defaults(run=run)
+
+
+def _numbers(text: str) -> list[float]:
+    try:
+        return [float(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers such as 0.2,0.7,0.1, got {text!r}"
+        ) from None
+
+
+def _names(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",")]
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from crossent import explain
+    from crossent.files import check_html_path, check_outputs
+
+    toy = [name for name in ("probs", "logits", "labels", "target", "p") if vars(args)[name]]
+    toy += ["label-smoothing"] if args.label_smoothing else []
+    model = [name for name in ("model", "prefix") if vars(args)[name] is not None]
+    if args.text is not None and (toy or args.stability):
+        raise ValueError(f"a text takes no --{toy[0] if toy else 'stability'}; explain one thing")
+    if args.text is None and model:
+        raise ValueError(f"--{model[0]} is for explaining a text; give one")
+    check_html_path("--html", args.html)
+    if args.json is not None and args.html is not None and args.json == args.html:
+        raise ValueError(f"--json and --html both name {args.json}")
+    check_outputs([], [args.json, args.html])
+
+    result: explain.DistributionExplanation | explain.TextExplanation | explain.StabilityExplanation
+    if args.stability:
+        if args.probs or args.p or args.label_smoothing:
+            raise ValueError("--stability takes --logits, --labels and --target only")
+        cases = list(explain.DEFAULT_STABILITY_CASES)
+        if args.logits:
+            if args.target is None:
+                raise ValueError("--stability with --logits needs --target")
+            labels = args.labels or [str(index) for index in range(len(args.logits))]
+            if len(labels) != len(args.logits):
+                raise ValueError(f"{len(labels)} labels for {len(args.logits)} logits")
+            if args.target not in labels:
+                raise ValueError(
+                    f"target {args.target!r} is not one of the labels: {', '.join(labels)}"
+                )
+            row, index = tuple(args.logits), labels.index(args.target)
+            cases = [
+                explain.StabilityCase(f"your logits, {dtype}", row, index, dtype)
+                for dtype in ("float32", "float64")
+            ]
+        elif toy:
+            raise ValueError(f"--stability without --logits takes no --{toy[0]}")
+        result = explain.explain_stability(cases)
+    elif args.text is not None:
+        explain.check_text(args.text)
+        result = explain.explain_text(
+            load(args.model, args, None), args.text, prefix=args.prefix, top_k=args.top_k
+        )
+    elif not toy:
+        print("No input given: seed 000's example (see crossent explain --help).\n")
+        result = explain.explain_distributions(
+            [0.2, 0.7, 0.1], labels=["dog", "cat", "fish"], target="cat"
+        )
+    else:
+        if args.probs is None and args.logits is None:
+            raise ValueError("give the prediction with --probs or --logits")
+        if args.target is None and args.p is None:
+            raise ValueError("give the right answer with --target LABEL, or a distribution --p")
+        result = explain.explain_distributions(
+            args.probs,
+            logits=args.logits,
+            labels=args.labels,
+            target=args.target,
+            p=args.p,
+            label_smoothing=args.label_smoothing,
+        )
+    # matplotlib is imported only now, so that bad input is refused without waiting for it
+    from crossent.extras import require
+
+    require("report", "crossent explain (its figures)")
+    from crossent.report.explain import format_explanation, render_explanation_page, write_plots
+
+    print(format_explanation(result))
+    curves = explain.loss_curves_for(result)
+    write_output(
+        args.json, lambda: json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    )
+    write_output(args.html, lambda: render_explanation_page(result, curves))
+    if args.plots is not None:
+        for path in write_plots(result, curves, args.plots):
+            print(f"wrote {path}")
+    failed = [check.what for check in (*result.checks, *curves.checks) if not check.agrees]
+    if failed:
+        print(f"crossent: error: checks disagree: {'; '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
