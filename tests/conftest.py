@@ -24,3 +24,10 @@ def smollm2() -> HFCausalLM:
     model = load_model(None, device="cpu")
     assert isinstance(model, HFCausalLM)
     return model
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that drive Chromium, so that ``make test-fast`` can leave them out."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)

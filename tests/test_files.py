@@ -1,4 +1,4 @@
-"""Atomic writes: the whole new file or the old one, with the mode a plain open() gives."""
+"""Atomic writes: the whole new file or folder or the old one, with the mode open() gives."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from crossent.files import write_bytes_atomically, write_text_atomically
+from crossent.files import (
+    check_outputs,
+    write_bytes_atomically,
+    write_folder_atomically,
+    write_text_atomically,
+)
 
 
 def test_bytes_are_written_exactly_with_the_usual_mode(tmp_path: Path) -> None:
@@ -34,3 +39,43 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
         write_bytes_atomically(path, "not bytes")  # type: ignore[arg-type]
     assert path.read_bytes() == b"old"
     assert [entry.name for entry in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_an_interrupted_folder_write_leaves_nothing(tmp_path: Path) -> None:
+    def write_then_fail(folder: Path) -> None:
+        (folder / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    target = tmp_path / "models" / "entry"
+    with pytest.raises(KeyboardInterrupt):
+        write_folder_atomically(target, write_then_fail)
+    assert os.listdir(tmp_path / "models") == []
+
+    write_folder_atomically(target, lambda folder: (folder / "config.json").write_text("{}"))
+    assert os.listdir(tmp_path / "models") == ["entry"]
+    assert (target / "config.json").read_text() == "{}"
+
+
+def test_a_folder_is_replaced_whole_or_kept_when_done(tmp_path: Path) -> None:
+    target = tmp_path / "run" / "best"
+    write_folder_atomically(target, lambda folder: (folder / "old.txt").write_text("old"))
+    write_folder_atomically(target, lambda folder: (folder / "new.txt").write_text("new"))
+    assert os.listdir(target) == ["new.txt"]  # replaced as a whole: old.txt is gone
+    # With `done`, a finished folder someone else put there first is kept.
+    write_folder_atomically(
+        target, lambda folder: (folder / "mine.txt").write_text("x"), done=lambda f: f.is_dir()
+    )
+    assert os.listdir(target) == ["new.txt"]
+    assert sorted(os.listdir(target.parent)) == ["best"]
+
+
+def test_outputs_may_not_overwrite_inputs_or_each_other(tmp_path: Path) -> None:
+    source = tmp_path / "book.txt"
+    source.write_text("text")
+    with pytest.raises(ValueError, match="is also input"):
+        check_outputs([str(source)], [str(source)])
+    with pytest.raises(ValueError, match="is also output"):
+        check_outputs([], [str(tmp_path / "a.json"), str(tmp_path / "a.json")])
+    with pytest.raises(ValueError, match="does not exist"):
+        check_outputs(["-"], [str(tmp_path / "missing" / "a.json")])
+    check_outputs(["-", str(source)], [None, str(tmp_path / "a.json")])

@@ -26,6 +26,9 @@ from crossent.data import Document, read_documents
 from crossent.evaluation import evaluate, prefix_token
 from crossent.models import HFCausalLM
 
+# `make test-fast` leaves these out: lm-eval takes a minute to import and run.
+pytestmark = pytest.mark.lm_eval
+
 WINDOW = 64  # small, so the long documents need many windows
 # Measured: log-likelihoods agree to about 2e-8 (the same float32 forward pass, summed in another
 # order), word perplexity to 1.5e-7 (exp magnifies by the nats per word, about 10 here). The

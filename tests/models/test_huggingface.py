@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from crossent.models import CausalLM, HFCausalLM, Tokenizer, load_model
-from crossent.models.huggingface import _embedded_gguf, _write_atomically, gguf_cache_dir
+from crossent.models.huggingface import _embedded_gguf, gguf_cache_dir
 
 TEXT = "The quick brown fox jumps over the lazy dog. Ça va? 日本語, emoji 🦊 and a tab\there."
 
@@ -94,21 +94,6 @@ def test_cache_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
     entry = gguf_cache_dir(_embedded_gguf())
     assert entry.parent == tmp_path / "models"
     assert entry.name.startswith("SmolLM2-135M-Instruct.Q4_1-")
-
-
-def test_interrupted_cache_write_leaves_nothing(tmp_path: Path) -> None:
-    def write_then_fail(folder: Path) -> None:
-        (folder / "config.json").write_text("{}")
-        raise KeyboardInterrupt
-
-    target = tmp_path / "models" / "entry"
-    with pytest.raises(KeyboardInterrupt):
-        _write_atomically(target, write_then_fail)
-    assert os.listdir(tmp_path / "models") == []
-
-    _write_atomically(target, lambda folder: (folder / "config.json").write_text("{}"))
-    assert os.listdir(tmp_path / "models") == ["entry"]
-    assert (target / "config.json").read_text() == "{}"
 
 
 def test_a_folder_without_config_is_not_a_model(tmp_path: Path) -> None:
