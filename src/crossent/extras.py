@@ -21,6 +21,12 @@ class MissingExtraError(ImportError):
     """An optional dependency is not installed; the message names the extra that brings it."""
 
 
+def extra_for(module: str) -> str | None:
+    """The extra that brings top-level ``module`` (None when no extra does)."""
+    top = module.partition(".")[0]
+    return next((extra for extra, modules in EXTRAS.items() if top in modules), None)
+
+
 def missing(extra: str) -> list[str]:
     """The modules of ``extra`` that cannot be imported here."""
     return [name for name in EXTRAS[extra] if importlib.util.find_spec(name) is None]

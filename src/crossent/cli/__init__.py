@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from crossent import __version__
 from crossent.cli import bench, compare, evaluate, explain, train
 from crossent.cli.arguments import EXIT_USAGE, Parser
-from crossent.extras import MissingExtraError
+from crossent.extras import MissingExtraError, extra_for
 
 EXIT_INTERRUPTED = 130
 _COMMANDS = (bench, evaluate, compare, train, explain)
@@ -40,6 +40,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
     except MissingExtraError as error:
         print(f"crossent: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ModuleNotFoundError as error:
+        # A path no require() guarded: still one line, naming the extra when one brings it.
+        extra = extra_for(error.name or "")
+        if extra is None:
+            raise
+        print(
+            f"crossent: error: {error.name} is missing: pip install 'crossent[{extra}]'",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except (ValueError, TypeError, OSError) as error:
         print(f"crossent: error: {error}", file=sys.stderr)

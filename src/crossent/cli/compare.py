@@ -15,6 +15,7 @@ from crossent.cli.arguments import (
     write_output,
 )
 from crossent.cli.documents import documents_to_score
+from crossent.extras import require
 
 
 def add_parser(commands: Commands) -> None:
@@ -38,6 +39,7 @@ def add_parser(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("hf", "crossent compare")
     import json
 
     from crossent.comparison import compare

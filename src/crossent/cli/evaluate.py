@@ -14,6 +14,7 @@ from crossent.cli.arguments import (
     write_output,
 )
 from crossent.cli.documents import documents_to_score
+from crossent.extras import require
 
 
 def add_parser(commands: Commands) -> None:
@@ -38,6 +39,7 @@ def add_parser(commands: Commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("hf", "crossent eval")
     import json
 
     from crossent.distributed import process_group
