@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-from html.parser import HTMLParser
 from pathlib import Path
 
 from selenium.webdriver.common.action_chains import ActionChains
@@ -24,6 +23,7 @@ from crossent.evaluation import DocumentScore, EvaluationResult, TokenScore, cou
 from crossent.metrics import NLLMeter
 from crossent.report.html import render_comparison_report, render_evaluation_report
 from report.browsing import open_page, save_screenshot, severe_console_messages
+from report.parsing import ParsedPage
 
 # Each document as its tokens' texts; the emoji's second byte-token has no text of its own.
 DOCUMENTS = {
@@ -141,45 +141,12 @@ def _visible(text: str) -> str:
     return "".join(shown.get(char, char) for char in text) if text else "\u2205"
 
 
-class _Page(HTMLParser):
-    """Every start tag with its attributes, the text of each heatmap, and the JSON block."""
-
-    def __init__(self, page: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.heatmaps: dict[str, list[str]] = {}
-        self.data_block = ""
-        self._heatmap: list[str] | None = None
-        self._in_data = False
-        self.feed(page)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = dict(attrs)
-        self.tags.append((tag, attributes))
-        if tag == "div" and "heat" in (attributes.get("class") or ""):
-            self._heatmap = self.heatmaps.setdefault(f"{attributes['data-set']}", [])
-            self._heatmap.append("")
-        self._in_data = tag == "script" and attributes.get("type") == "application/json"
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "div":
-            self._heatmap = None
-        self._in_data = False
-
-    def handle_data(self, data: str) -> None:
-        if self._heatmap is not None:
-            self._heatmap[-1] += data
-        if self._in_data:
-            self.data_block += data
-
-
 def _document_texts() -> list[str]:
     return ["".join(pieces) for pieces in DOCUMENTS.values()]
 
 
 def test_evaluation_page_loads_nothing_and_sets_a_policy() -> None:
-    page = _Page(render_evaluation_report(_evaluation("m", NATS_A)))
+    page = ParsedPage(render_evaluation_report(_evaluation("m", NATS_A)))
     for tag, attributes in page.tags:
         for name in ("src", "href", "action", "xlink:href", "srcset"):
             assert name not in attributes, f"<{tag} {name}=...> could load something"
@@ -198,7 +165,7 @@ def test_evaluation_page_loads_nothing_and_sets_a_policy() -> None:
 
 
 def test_evaluation_page_escapes_every_text() -> None:
-    page = _Page(render_evaluation_report(_evaluation("<i>m</i>", NATS_A), title="a <s> & c"))
+    page = ParsedPage(render_evaluation_report(_evaluation("<i>m</i>", NATS_A), title="a <s> & c"))
     assert page.heatmaps["e"] == _document_texts()
     # the texts inside the JSON block cannot end it, and arrive intact
     data = json.loads(page.data_block)
@@ -209,7 +176,7 @@ def test_evaluation_page_escapes_every_text() -> None:
 
 def test_evaluation_page_without_tokens_says_why() -> None:
     page_text = render_evaluation_report(_evaluation("m", NATS_A, with_tokens=False))
-    page = _Page(page_text)
+    page = ParsedPage(page_text)
     assert page.heatmaps == {}
     assert not any(tag in {"svg", "script"} for tag, _ in page.tags)
     assert "did not record per-token details" in page_text
@@ -217,7 +184,7 @@ def test_evaluation_page_without_tokens_says_why() -> None:
 
 def test_comparison_page_without_a_shared_tokenizer_has_no_token_comparison() -> None:
     page_text = render_comparison_report(_comparison(shared_tokenizer=False))
-    page = _Page(page_text)
+    page = ParsedPage(page_text)
     assert sorted(page.heatmaps) == ["a", "b"]
     assert "tokenize the texts differently" in page_text
     assert not any(attributes.get("class") == "kl" for _, attributes in page.tags)
