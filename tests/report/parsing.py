@@ -42,6 +42,14 @@ class ParsedPage(HTMLParser):
         """How many ``tag`` elements the page has."""
         return sum(name == tag for name, _ in self.tags)
 
+    def policies(self) -> list[str | None]:
+        """The content of every Content-Security-Policy meta tag (a page should have one)."""
+        return [
+            attributes.get("content")
+            for tag, attributes in self.tags
+            if tag == "meta" and attributes.get("http-equiv") == "Content-Security-Policy"
+        ]
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
         self.tags.append((tag, attributes))

@@ -41,11 +41,7 @@ def test_evaluation_page_loads_nothing_and_sets_a_policy() -> None:
         assert tag not in {"link", "img", "iframe", "object", "embed", "base"}
     scripts = [attributes for tag, attributes in page.tags if tag == "script"]
     assert [script.get("type") for script in scripts] == ["application/json", None]
-    policies = [
-        attributes["content"]
-        for tag, attributes in page.tags
-        if tag == "meta" and attributes.get("http-equiv") == "Content-Security-Policy"
-    ]
+    policies = page.policies()
     assert len(policies) == 1
     assert policies[0] is not None
     assert "default-src 'none'" in policies[0]
