@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 
 
 def open_page(driver: WebDriver, page: str, path: Path) -> None:
@@ -25,3 +28,16 @@ def save_screenshot(driver: WebDriver, path: Path) -> None:
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 20_000
+
+
+def hover(driver: WebDriver, element: WebElement) -> WebElement:
+    """Move the mouse over ``element``, and return the tooltip it showed."""
+    ActionChains(driver).move_to_element(element).perform()
+    tip = driver.find_element(By.ID, "tip")
+    assert tip.is_displayed()
+    return tip
+
+
+def text_of(root: WebDriver | WebElement, selector: str) -> str:
+    """The text the browser shows of the first element below ``root`` matching ``selector``."""
+    return root.find_element(By.CSS_SELECTOR, selector).text

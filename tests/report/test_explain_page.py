@@ -8,12 +8,11 @@ here from the inputs."""
 from __future__ import annotations
 
 import math
-import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from browsing import open_page, save_screenshot, severe_console_messages
+from parsing import ParsedPage
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -72,30 +71,6 @@ def _distribution() -> DistributionExplanation:
     return explain_distributions([0.2, 0.7, 0.1], labels=LABELS, p=[0.1, 0.8, 0.1])
 
 
-class _Markup(HTMLParser):
-    """Ids, references to ids, style attributes and element counts of a page."""
-
-    def __init__(self, page: str) -> None:
-        super().__init__()
-        self.ids: list[str] = []
-        self.references: list[str] = []
-        self.styled: list[str] = []
-        self.tags: dict[str, int] = {}
-        self.feed(page)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags[tag] = self.tags.get(tag, 0) + 1
-        for name, value in attrs:
-            if name == "id" and value:
-                self.ids.append(value)
-            if name in ("href", "xlink:href") and value and value.startswith("#"):
-                self.references.append(value[1:])
-            if name == "style":
-                self.styled.append(tag)
-            if value and "url(#" in value:
-                self.references += re.findall(r"url\(#([^)]+)\)", value)
-
-
 @pytest.mark.parametrize(
     ("explanation", "svgs"),
     [(_distribution(), 3), (_text_explanation(), 3), (explain_stability(), 2)],
@@ -105,12 +80,12 @@ def test_pages_are_self_contained(
     explanation: DistributionExplanation | TextExplanation, svgs: int
 ) -> None:
     page = render_explanation_page(explanation, loss_curves_for(explanation))
-    markup = _Markup(page)
+    markup = ParsedPage(page)
     assert "script-src 'none'" in page
-    assert markup.tags.get("script", 0) == 0
-    assert markup.tags["style"] == 1  # the page's own, allowed by its hash
+    assert markup.count("script") == 0
+    assert markup.count("style") == 1  # the page's own, allowed by its hash
     assert markup.styled == []  # no style attribute: the policy would refuse it
-    assert markup.tags["svg"] == svgs
+    assert markup.count("svg") == svgs
     assert len(markup.ids) == len(set(markup.ids)), "ids repeat across the figures"
     assert set(markup.references) <= set(markup.ids)
     assert markup.references  # glyphs and clip paths are referenced

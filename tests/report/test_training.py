@@ -11,7 +11,6 @@ import json
 import math
 import re
 import struct
-from html.parser import HTMLParser
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -31,6 +30,7 @@ from crossent.report.training import (
     render_training_report,
 )
 from report.browsing import open_page, save_screenshot, severe_console_messages
+from report.parsing import ParsedPage
 
 # step, tokens seen, train loss, val loss, val bits/byte, lr, elapsed s
 ROWS = [
@@ -225,52 +225,12 @@ def test_top_axis_shows_the_tokens_seen_at_each_evaluation() -> None:
 # The HTML page.
 
 
-class _Parsed(HTMLParser):
-    """Every start tag with its attributes, the style sheet, and the text of each table cell."""
-
-    def __init__(self, page: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.style = ""
-        self.rows: dict[str, list[list[str]]] = {}
-        self._in_style = False
-        self._table = ""
-        self._row: list[str] | None = None
-        self._cell: list[str] | None = None
-        self.feed(page)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = dict(attrs)
-        self.tags.append((tag, attributes))
-        self._in_style = tag == "style"
-        if tag == "table":
-            self._table = attributes.get("class") or ""
-        elif tag == "tr":
-            self._row = []
-            self.rows.setdefault(self._table, []).append(self._row)
-        elif tag in {"td", "th"}:
-            self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        self._in_style = False
-        if tag in {"td", "th"} and self._row is not None and self._cell is not None:
-            self._row.append("".join(self._cell))
-            self._cell = None
-
-    def handle_data(self, data: str) -> None:
-        if self._in_style:
-            self.style += data
-        if self._cell is not None:
-            self._cell.append(data)
-
-
 def _page(records: list[EvalRecord] = RECORDS) -> str:
     return render_training_report(records, CONFIG, summary=SUMMARY, title="run <i>1</i>")
 
 
 def test_page_loads_nothing_and_allows_no_script() -> None:
-    parsed = _Parsed(_page())
+    parsed = ParsedPage(_page())
     policies = [
         attributes["content"]
         for tag, attributes in parsed.tags
@@ -297,7 +257,7 @@ def test_page_loads_nothing_and_allows_no_script() -> None:
 
 
 def test_page_escapes_texts_and_shows_the_settings() -> None:
-    parsed = _Parsed(_page())
+    parsed = ParsedPage(_page())
     assert not any(tag in {"i", "em", "script"} for tag, _ in parsed.tags)
     assert dict(parsed.rows["settings config"]) == {
         "preset": "tiny",
@@ -313,7 +273,7 @@ def test_page_escapes_texts_and_shows_the_settings() -> None:
 
 
 def test_page_tables_one_row_per_record_with_its_units() -> None:
-    parsed = _Parsed(_page())
+    parsed = ParsedPage(_page())
     header, *rows = parsed.rows["records"]
     assert header == [
         "step", "tokens seen", "train loss, nats/token", "val loss, nats/token", "val bits/byte",
@@ -333,7 +293,7 @@ def test_page_tables_one_row_per_record_with_its_units() -> None:
 
 def test_page_without_records_says_so() -> None:
     page = _page([])
-    parsed = _Parsed(page)
+    parsed = ParsedPage(page)
     assert "No evaluation was recorded." in page
     assert not any(tag in {"svg", "figure"} for tag, _ in parsed.tags)
     assert "records" not in parsed.rows

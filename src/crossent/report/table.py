@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from crossent.metrics import NLLResult
+from crossent.report.numbers import format_metrics
 
 if TYPE_CHECKING:  # importing evaluate imports transformers, which the benchmark does not need
     from crossent.bench import BenchRow
@@ -32,24 +33,8 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def _optional(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def _metrics_row(name: str, metrics: NLLResult) -> list[str]:
-    return [
-        name,
-        str(metrics.tokens),
-        f"{metrics.nats_per_token:.4f}",
-        f"{metrics.bits_per_token:.4f}",
-        f"{metrics.perplexity:.3f}",
-        str(metrics.bytes),
-        _optional(metrics.bits_per_byte, 4),
-        _optional(metrics.byte_perplexity, 4),
-        str(metrics.words),
-        _optional(metrics.word_perplexity, 3),
-        f"{metrics.accuracy:.4f}",
-    ]
+    return [name, *format_metrics(metrics).values()]
 
 
 def format_evaluation(result: EvaluationResult) -> str:
@@ -73,20 +58,13 @@ def format_comparison(comparison: ComparisonResult) -> str:
         "top-1",
     ]  # fmt: skip
     rows = []
+    keys = [
+        "bits_per_byte", "byte_perplexity", "word_perplexity", "tokens", "nats_per_token",
+        "perplexity", "accuracy",
+    ]  # fmt: skip
     for label, result in (("A", comparison.a), ("B", comparison.b)):
-        totals = result.totals
-        rows.append(
-            [
-                f"{label}: {result.model}",
-                _optional(totals.bits_per_byte, 4),
-                _optional(totals.byte_perplexity, 4),
-                _optional(totals.word_perplexity, 3),
-                str(totals.tokens),
-                f"{totals.nats_per_token:.4f}",
-                f"{totals.perplexity:.3f}",
-                f"{totals.accuracy:.4f}",
-            ]
-        )
+        cells = format_metrics(result.totals)
+        rows.append([f"{label}: {result.model}", *(cells[key] for key in keys)])
     parts = [format_table(headers, rows)]
     kl = comparison.kl
     if kl is None:

@@ -1,0 +1,67 @@
+"""The HTML page of one evaluation: its numbers, its surprisal histogram, its texts as heatmaps.
+
+The page is self-contained (:mod:`crossent.report.page`); its colours, histogram and heatmaps
+follow :mod:`crossent.report.surprisal`, :mod:`crossent.report.histogram` and
+:mod:`crossent.report.heatmap`.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import TYPE_CHECKING
+
+from crossent.report.heatmap import NO_TOKENS_NOTE, Payload, heatmap_page, score_heatmaps
+from crossent.report.histogram import histogram_bin_count, histogram_svg
+from crossent.report.result_tables import documents_table, headline, summary_table
+from crossent.report.surprisal import surprisal_legend
+
+if TYPE_CHECKING:  # only the types: importing evaluation imports transformers
+    from crossent.evaluation import EvaluationResult
+
+
+def render_evaluation_report(result: EvaluationResult, *, title: str | None = None) -> str:
+    """One self-contained HTML page showing an evaluation (see the module docstring).
+
+    The page holds a summary (the model, window, stride, prefix and the totals in every unit, bits
+    per byte as the headline), a table with one row per document and the totals as its footer,
+    a histogram of per-token surprisal in bits, and each document's text as a heatmap in which
+    every scored token is a ``<span>`` coloured by its surprisal, with a legend of the colour
+    classes and a tooltip per token: its text, probability, surprisal in bits and nats, rank,
+    and the model's five most likely tokens with their probabilities.
+
+    Without a prefix token a document's first token is never scored, so its text is not in
+    ``result.tokens`` and its heatmap starts at the first scored token (the page says so). When
+    ``result.tokens`` is empty the page says that per-token details were not recorded and leaves
+    out the histogram and heatmaps.
+
+    Args:
+        result: what :func:`crossent.evaluation.evaluate` returned, ideally with per-token
+            details.
+        title: the page title; default ``"Cross-entropy of <model>"``.
+
+    Returns:
+        The page, about 80 bytes per token plus the texts' own bytes; write it with
+        :func:`crossent.files.write_text_atomically`.
+    """
+    title = title if title is not None else f"Cross-entropy of {result.model}"
+    payload = Payload()
+    parts = [
+        f"<h1>{escape(title)}</h1>",
+        headline([("", result)]),
+        "<h2>Summary</h2>",
+        summary_table([("", result)]),
+        "<h2>Documents</h2>",
+        documents_table(result),
+    ]
+    if result.tokens:
+        bins = histogram_bin_count([result])
+        parts += [
+            "<h2>Surprisal per token</h2>",
+            histogram_svg(result.tokens, bins),
+            "<h2>Texts, coloured by surprisal</h2>",
+            surprisal_legend(),
+            score_heatmaps(result, "e", payload)[0],
+        ]
+    else:
+        parts.append(NO_TOKENS_NOTE)
+    return heatmap_page(title, "\n".join(parts), payload if result.tokens else None)

@@ -1,0 +1,84 @@
+"""The HTML tables of an evaluation's numbers, shown by the evaluation and the comparison page.
+
+Every number is written as on the terminal (:mod:`crossent.report.numbers`), and every cell
+carries ``data-metric`` (the :class:`crossent.metrics.NLLResult` field it shows) and, in a table
+of several models, ``data-model``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from html import escape
+from typing import TYPE_CHECKING
+
+from crossent.metrics import NLLResult
+from crossent.report.numbers import METRIC_FORMATS, optional
+from crossent.report.page import cell
+
+if TYPE_CHECKING:  # only the types: importing evaluation imports transformers
+    from crossent.evaluation import EvaluationResult
+
+# The header each metric of METRIC_FORMATS has in the pages.
+_HEADERS = {
+    "tokens": "tokens",
+    "nats_per_token": "nats/token",
+    "bits_per_token": "bits/token",
+    "perplexity": "perplexity",
+    "bytes": "bytes",
+    "bits_per_byte": "bits/byte",
+    "byte_perplexity": "byte perplexity",
+    "words": "words",
+    "word_perplexity": "word perplexity",
+    "accuracy": "top-1 accuracy",
+}
+
+
+def headline(named: Sequence[tuple[str, EvaluationResult]]) -> str:
+    """Each result's bits per byte, large, with its name when it has one."""
+    parts = [
+        f"<b>{escape(optional(result.totals.bits_per_byte, 4))}</b> bits per byte"
+        + (f" ({name})" if name else "")
+        for name, result in named
+    ]
+    return f'<p class="headline">{" &nbsp; ".join(parts)}</p>'
+
+
+def summary_table(named: Sequence[tuple[str, EvaluationResult]]) -> str:
+    """One column per result; cells carry data-metric (and data-model when named)."""
+    settings: list[tuple[str, str, Callable[[EvaluationResult], str]]] = [
+        ("model", "model", lambda r: r.model),
+        ("window", "window", lambda r: str(r.window)),
+        ("stride", "stride", lambda r: str(r.stride)),
+        ("prefix", "prefix", lambda r: r.prefix),
+        ("documents", "documents", lambda r: str(len(r.documents))),
+    ]
+    rows = [
+        f"<tr><th>{escape(header)}</th>"
+        + "".join(cell(show(result), metric=key, model=name) for name, result in named)
+        + "</tr>"
+        for key, header, show in settings
+    ]
+    rows += [
+        f"<tr><th>{escape(_HEADERS[key])}</th>"
+        + "".join(cell(show(result.totals), metric=key, model=name) for name, result in named)
+        + "</tr>"
+        for key, show in METRIC_FORMATS.items()
+    ]
+    head = "".join(f"<th>{escape(name)}</th>" for name, _ in named) if len(named) > 1 else ""
+    head_row = f"<thead><tr><th></th>{head}</tr></thead>" if head else ""
+    return f'<table class="summary">{head_row}<tbody>{"".join(rows)}</tbody></table>'
+
+
+def documents_table(result: EvaluationResult) -> str:
+    """One row per document, the totals as the footer."""
+
+    def row(name: str, metrics: NLLResult) -> str:
+        cells = "".join(cell(show(metrics), metric=key) for key, show in METRIC_FORMATS.items())
+        return f"<tr><td>{escape(name)}</td>{cells}</tr>"
+
+    head = "".join(f"<th>{escape(_HEADERS[key])}</th>" for key in METRIC_FORMATS)
+    body = "".join(row(document.name, document.result()) for document in result.documents)
+    return (
+        f'<table class="documents"><thead><tr><th>document</th>{head}</tr></thead>'
+        f"<tbody>{body}</tbody><tfoot>{row('total', result.totals)}</tfoot></table>"
+    )
