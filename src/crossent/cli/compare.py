@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from crossent.comparison import compare
     from crossent.distributed import process_group
-    from crossent.report.html import render_comparison_report
+    from crossent.report.comparison_page import render_comparison_report
     from crossent.report.progress import TokenProgress
     from crossent.report.table import format_comparison
 

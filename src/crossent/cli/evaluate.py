@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from crossent.distributed import process_group
     from crossent.evaluation import evaluate
-    from crossent.report.html import render_evaluation_report
+    from crossent.report.evaluation_page import render_evaluation_report
     from crossent.report.per_token import per_token_format, write_per_token
     from crossent.report.progress import TokenProgress
     from crossent.report.table import format_evaluation

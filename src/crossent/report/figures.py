@@ -4,7 +4,7 @@ Figures are drawn by Agg through :func:`new_figure`, never through pyplot, so no
 display is involved and importing this module is the only cost (it is imported lazily by the
 commands that plot).
 
-Inline SVG must live under the Content-Security-Policy of :func:`crossent.report.html.page`,
+Inline SVG must live under the Content-Security-Policy of :func:`crossent.report.page.page`,
 which allows no inline style: :func:`inline_svg` turns matplotlib's ``style`` attributes and its
 one default style sheet into SVG presentation attributes, and draws text as paths so it looks the
 same without any font installed. Several figures can share a page: each gets its own id prefix,
