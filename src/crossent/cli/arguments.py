@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from crossent.extras import require
 
@@ -56,6 +56,17 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when present)")
     add_progress_option(parser)
+
+
+def scoring_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`crossent.evaluate` and :func:`crossent.compare` that
+    :func:`add_scoring_options` parsed."""
+    return {
+        "window": args.window,
+        "stride": args.stride,
+        "prefix": args.prefix,
+        "batch_size": args.batch_size,
+    }
 
 
 def add_progress_option(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from crossent.cli.arguments import (
     add_scoring_options,
     load,
     positive_int,
+    scoring_arguments,
     show_progress,
     write_output,
 )
@@ -59,10 +60,7 @@ def run(args: argparse.Namespace) -> int:
                 model_a,
                 model_b,
                 documents,
-                window=args.window,
-                stride=args.stride,
-                prefix=args.prefix,
-                batch_size=args.batch_size,
+                **scoring_arguments(args),
                 largest=args.largest,
                 progress=progress,
             )

@@ -10,6 +10,7 @@ from crossent.cli.arguments import (
     add_output_options,
     add_scoring_options,
     load,
+    scoring_arguments,
     show_progress,
     write_output,
 )
@@ -58,10 +59,7 @@ def run(args: argparse.Namespace) -> int:
             result = evaluate(
                 model,
                 documents,
-                window=args.window,
-                stride=args.stride,
-                prefix=args.prefix,
-                batch_size=args.batch_size,
+                **scoring_arguments(args),
                 per_token=args.per_token is not None or args.report is not None,
                 progress=progress,
             )
