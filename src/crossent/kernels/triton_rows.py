@@ -1,12 +1,13 @@
 """A Triton kernel for a chunk of cross-entropy rows: loss, logsumexp, top-1, gradient in place.
 
-The GPU path of :mod:`crossent.losses.linear` and :mod:`crossent.losses.cross_entropy`: the
-matrix products stay with cuBLAS, and this kernel replaces the PyTorch per-chunk arithmetic of
-:mod:`crossent.losses._chunk` for class-index targets without class weights (the language-model
-case). One program handles one row: a first sweep over the vocabulary keeps an online maximum and
-sum of exponentials (and the target's logit, the sum of logits for label smoothing and the
-argmax); a second sweep, when asked, overwrites the row with the gradient of the loss. So the
-logits are read twice and written once, in fp32 registers whatever their storage dtype.
+The GPU backend of :func:`crossent.kernels.rows_loss` (see :mod:`crossent.kernels.dispatch` for
+when it is chosen): the matrix products of the losses stay with cuBLAS, and this kernel replaces
+the PyTorch per-chunk arithmetic of :mod:`crossent.kernels.torch_rows` for class-index targets
+without class weights (the language-model case). One program handles one row: a first sweep
+over the vocabulary keeps an online maximum and sum of exponentials (and the target's logit, the
+sum of logits for label smoothing and the argmax); a second sweep, when asked, overwrites the row
+with the gradient of the loss. So the logits are read twice and written once, in fp32 registers
+whatever their storage dtype.
 
 Triton is an optional dependency, imported when first needed. ``TRITON_INTERPRET=1`` runs the same
 kernel on the CPU (slowly), which is how the tests check it on machines without a GPU.
@@ -15,13 +16,12 @@ kernel on the CPU (slowly), which is how the tests check it on machines without 
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from crossent.losses._chunk import ChunkLoss, LossOptions
+from crossent.kernels.options import ChunkLoss, LossOptions
 
 _BLOCK = 1024
 
@@ -33,22 +33,6 @@ def triton_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def use_triton(tensor: Tensor, weighted: bool, soft: bool) -> bool:
-    """Whether this chunk should go through the Triton kernel.
-
-    ``CROSSENT_KERNEL=torch`` or ``=triton`` overrides the automatic choice, which is Triton for
-    CUDA tensors when it is installed. Class weights and probability targets always use PyTorch.
-    """
-    if weighted or soft:
-        return False
-    choice = os.environ.get("CROSSENT_KERNEL", "auto")
-    if choice == "torch":
-        return False
-    if choice == "triton":
-        return True
-    return tensor.is_cuda and triton_available()
 
 
 @functools.cache
@@ -70,11 +54,24 @@ def triton_rows(
 
     With ``grad_ce`` and ``grad_z`` (``[r]`` upstream gradients of each row's cross-entropy and
     z-loss term), ``logits`` is overwritten in place by its gradient. ``ChunkLoss.ce`` excludes
-    the z-loss term, as the PyTorch path's does.
+    the z-loss term, as the PyTorch path's does; the results are fp32 whatever the logits' dtype.
     """
+    # The kernel walks each row with unit stride; a strided chunk is worked on as a copy.
+    rows = logits.contiguous()
+    terms = _launch(rows, target, options, grad_ce, grad_z)
+    if grad_ce is not None and rows is not logits:
+        logits.copy_(rows)
+    return terms
+
+
+def _launch(
+    logits: Tensor,
+    target: Tensor,
+    options: LossOptions,
+    grad_ce: Tensor | None,
+    grad_z: Tensor | None,
+) -> ChunkLoss:
     rows, num_classes = logits.shape
-    if logits.stride(-1) != 1:
-        raise ValueError("the Triton row kernel needs rows with unit stride")
     write_grad = grad_ce is not None
     ce = torch.empty(rows, dtype=torch.float32, device=logits.device)
     lse = torch.empty_like(ce)

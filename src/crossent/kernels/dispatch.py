@@ -1,0 +1,72 @@
+"""The one place a backend is chosen for a chunk of loss rows.
+
+Every loss that reduces logits row by row calls :func:`rows_loss` for each chunk; none of them
+picks a backend itself. The Triton kernel (:mod:`crossent.kernels.triton_rows`) runs on CUDA when
+Triton is installed; the PyTorch arithmetic (:mod:`crossent.kernels.torch_rows`) runs everywhere
+else and for what the kernel does not cover, class weights and probability targets. Both give the
+same numbers up to rounding.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+from crossent.kernels.options import ChunkLoss, LossOptions
+from crossent.kernels.torch_rows import torch_rows
+from crossent.kernels.triton_rows import triton_available, triton_rows
+
+
+def use_triton(tensor: Tensor, weighted: bool, soft: bool) -> bool:
+    """Whether a chunk of ``tensor`` should go through the Triton kernel.
+
+    ``CROSSENT_KERNEL=torch`` or ``=triton`` overrides the automatic choice, which is Triton for
+    CUDA tensors when it is installed. Class weights and probability targets always use PyTorch.
+    """
+    if weighted or soft:
+        return False
+    choice = os.environ.get("CROSSENT_KERNEL", "auto")
+    if choice == "torch":
+        return False
+    if choice == "triton":
+        return True
+    return tensor.is_cuda and triton_available()
+
+
+def rows_loss(
+    logits: Tensor,
+    target: Tensor,
+    options: LossOptions,
+    *,
+    weight: Tensor | None = None,
+    grad_ce: Tensor | None = None,
+    grad_z: Tensor | None = None,
+) -> ChunkLoss:
+    """Loss terms of a chunk of ``[r, V]`` raw logits, on the backend that suits it.
+
+    Two modes. Forward only (no ``grad_ce``/``grad_z``): ``logits`` is read, not changed. Forward
+    with the gradient in place: given ``grad_ce`` and ``grad_z``, the ``[r]`` upstream gradients
+    of each row's cross-entropy and z-loss term (any floating dtype; ignored rows get none),
+    ``logits`` is overwritten by the gradient of ``grad_ce * ce + grad_z * z_loss * lse**2``, in
+    its own dtype.
+
+    Args:
+        logits: ``[r, V]`` unnormalised scores, before soft-capping.
+        target: ``[r]`` int64 class ids (or ``options.ignore_index``), or ``[r, V]``
+            probabilities.
+        options: ignore index, label smoothing, z-loss coefficient and soft-cap.
+        weight: ``[V]`` class weights, or None.
+        grad_ce: ``[r]`` upstream gradient of each row's cross-entropy, or None.
+        grad_z: ``[r]`` upstream gradient of each row's z-loss term; given with ``grad_ce``.
+
+    Returns:
+        The rows' cross-entropy (z-loss excluded), logsumexp and top-1 correctness, in the
+        compute dtype on the PyTorch path and fp32 from the Triton kernel.
+    """
+    if (grad_ce is None) != (grad_z is None):
+        raise ValueError("rows_loss needs both grad_ce and grad_z, or neither")
+    if use_triton(logits, weight is not None, torch.is_floating_point(target)):
+        return triton_rows(logits, target, options, grad_ce, grad_z)
+    return torch_rows(logits, target, options, weight, grad_ce, grad_z)
