@@ -1,7 +1,7 @@
 """How a chunk of loss rows runs: the backend layer beneath :mod:`crossent.losses`.
 
-* :mod:`~crossent.kernels.options`: :class:`LossOptions` in, :class:`ChunkLoss` out, and the
-  compute dtype;
+* :mod:`~crossent.kernels.options`: :class:`LossOptions` and :class:`RowUpstream` in,
+  :class:`ChunkLoss` out, and the compute dtype;
 * :mod:`~crossent.kernels.chunks`: how many rows a chunk holds (its budgets are read there);
 * :mod:`~crossent.kernels.torch_rows`: the PyTorch arithmetic, every case, on every device;
 * :mod:`~crossent.kernels.triton_rows` (and its kernel, ``_row_kernel``): the Triton kernel for
@@ -13,13 +13,14 @@ This package imports nothing of crossent outside it.
 
 from crossent.kernels.chunks import default_chunk_rows, row_chunks
 from crossent.kernels.dispatch import rows_loss, use_triton
-from crossent.kernels.options import ChunkLoss, LossOptions, compute_dtype
+from crossent.kernels.options import ChunkLoss, LossOptions, RowUpstream, compute_dtype
 from crossent.kernels.torch_rows import probability_target_grad
 from crossent.kernels.triton_rows import triton_available
 
 __all__ = [
     "ChunkLoss",
     "LossOptions",
+    "RowUpstream",
     "compute_dtype",
     "default_chunk_rows",
     "probability_target_grad",

@@ -14,7 +14,7 @@ import os
 import torch
 from torch import Tensor
 
-from crossent.kernels.options import ChunkLoss, LossOptions
+from crossent.kernels.options import ChunkLoss, LossOptions, RowUpstream
 from crossent.kernels.torch_rows import torch_rows
 from crossent.kernels.triton_rows import triton_available, triton_rows
 
@@ -41,16 +41,14 @@ def rows_loss(
     options: LossOptions,
     *,
     weight: Tensor | None = None,
-    grad_ce: Tensor | None = None,
-    grad_z: Tensor | None = None,
+    upstream: RowUpstream | None = None,
 ) -> ChunkLoss:
     """Loss terms of a chunk of ``[r, V]`` raw logits, on the backend that suits it.
 
-    Two modes. Forward only (no ``grad_ce``/``grad_z``): ``logits`` is read, not changed. Forward
-    with the gradient in place: given ``grad_ce`` and ``grad_z``, the ``[r]`` upstream gradients
-    of each row's cross-entropy and z-loss term (any floating dtype; ignored rows get none),
-    ``logits`` is overwritten by the gradient of ``grad_ce * ce + grad_z * z_loss * lse**2``, in
-    its own dtype.
+    Two modes. Forward only (no ``upstream``): ``logits`` is read, not changed. Forward with the
+    gradient in place: given ``upstream``, the ``[r]`` gradients of each row's cross-entropy and
+    z-loss term (any floating dtype; ignored rows get none), ``logits`` is overwritten by the
+    gradient of ``upstream.ce * ce + upstream.z * z_loss * lse**2``, in its own dtype.
 
     Args:
         logits: ``[r, V]`` unnormalised scores, before soft-capping.
@@ -58,15 +56,12 @@ def rows_loss(
             probabilities.
         options: ignore index, label smoothing, z-loss coefficient and soft-cap.
         weight: ``[V]`` class weights, or None.
-        grad_ce: ``[r]`` upstream gradient of each row's cross-entropy, or None.
-        grad_z: ``[r]`` upstream gradient of each row's z-loss term; given with ``grad_ce``.
+        upstream: the rows' upstream gradients, or None for the forward only.
 
     Returns:
         The rows' cross-entropy (z-loss excluded), logsumexp and top-1 correctness, in the
         compute dtype on the PyTorch path and fp32 from the Triton kernel.
     """
-    if (grad_ce is None) != (grad_z is None):
-        raise ValueError("rows_loss needs both grad_ce and grad_z, or neither")
     if use_triton(logits, weight is not None, torch.is_floating_point(target)):
-        return triton_rows(logits, target, options, grad_ce, grad_z)
-    return torch_rows(logits, target, options, weight, grad_ce, grad_z)
+        return triton_rows(logits, target, options, upstream)
+    return torch_rows(logits, target, options, weight, upstream)

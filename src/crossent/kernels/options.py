@@ -1,8 +1,9 @@
-"""What goes into a chunk of loss rows and what comes out: the options, the results, the dtype.
+"""What goes into a chunk of loss rows and what comes out: options, gradients, results, dtype.
 
 Every backend (:mod:`crossent.kernels.torch_rows`, :mod:`crossent.kernels.triton_rows`) takes a
-:class:`LossOptions` and returns a :class:`ChunkLoss`, computed in :func:`compute_dtype` of the
-logits; the losses validate the options before they build one.
+:class:`LossOptions` (and, for a gradient, a :class:`RowUpstream`) and returns a
+:class:`ChunkLoss`, computed in :func:`compute_dtype` of the logits; the losses validate the
+options before they build one.
 """
 
 from __future__ import annotations
@@ -37,6 +38,19 @@ class ChunkLoss:
     ce: Tensor
     lse: Tensor
     correct: Tensor
+
+
+@dataclass(frozen=True)
+class RowUpstream:
+    """The upstream gradients of a chunk of ``r`` rows, for a gradient computed in place.
+
+    Attributes:
+        ce: ``[r]`` gradient of each row's cross-entropy (ignored rows get none, whatever it is).
+        z: ``[r]`` gradient of each row's z-loss term ``z_loss * lse**2``.
+    """
+
+    ce: Tensor
+    z: Tensor
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from crossent.kernels import chunks
-from crossent.kernels.options import ChunkLoss, LossOptions, compute_dtype
+from crossent.kernels.options import ChunkLoss, LossOptions, RowUpstream, compute_dtype
 
 
 def torch_rows(
@@ -27,13 +27,11 @@ def torch_rows(
     target: Tensor,
     options: LossOptions,
     weight: Tensor | None = None,
-    grad_ce: Tensor | None = None,
-    grad_z: Tensor | None = None,
+    upstream: RowUpstream | None = None,
 ) -> ChunkLoss:
     """Loss terms of ``[r, V]`` raw logits against ``[r]`` class ids or ``[r, V]`` probabilities.
 
-    With ``grad_ce`` and ``grad_z``, the ``[r]`` upstream gradients of each row's cross-entropy
-    and z-loss term, ``logits`` is overwritten in place by its gradient (in its own dtype).
+    With ``upstream``, ``logits`` is overwritten in place by its gradient (in its own dtype).
     ``weight`` is ``[V]`` class weights or None.
     """
     num_rows, num_classes = logits.shape
@@ -43,7 +41,6 @@ def torch_rows(
     ce = torch.empty(num_rows, dtype=dtype, device=logits.device)
     lse = torch.empty_like(ce)
     correct = torch.empty(num_rows, dtype=torch.bool, device=logits.device)
-    upstream = (grad_ce, grad_z) if grad_ce is not None and grad_z is not None else None
     for block in chunks.row_chunks(num_rows, num_classes, chunks.LOGITS_PER_CACHE_BLOCK):
         z = capped(logits[block], options, dtype)
         block_target = target[block]
@@ -53,9 +50,9 @@ def torch_rows(
         ce[block], lse[block], correct[block] = terms.ce, terms.lse, terms.correct
         if upstream is None or probs is None:
             continue
-        grad_ce_block = upstream[0][block].to(dtype)
+        grad_ce_block = upstream.ce[block].to(dtype)
         # d(z_loss * lse^2)/dz = 2 * z_loss * lse * softmax(z)
-        grad_softmax = 2 * options.z_loss * terms.lse * upstream[1][block].to(dtype)
+        grad_softmax = 2 * options.z_loss * terms.lse * upstream.z[block].to(dtype)
         if not soft:
             scored = block_target != options.ignore_index
             grad_ce_block = grad_ce_block.where(scored, 0.0)

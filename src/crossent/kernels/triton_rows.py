@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from crossent.kernels.options import ChunkLoss, LossOptions
+from crossent.kernels.options import ChunkLoss, LossOptions, RowUpstream
 
 _BLOCK = 1024
 
@@ -47,39 +47,33 @@ def triton_rows(
     logits: Tensor,
     target: Tensor,
     options: LossOptions,
-    grad_ce: Tensor | None = None,
-    grad_z: Tensor | None = None,
+    upstream: RowUpstream | None = None,
 ) -> ChunkLoss:
     """Loss terms of ``[r, V]`` raw logits against ``[r]`` class ids, on the Triton kernel.
 
-    With ``grad_ce`` and ``grad_z`` (``[r]`` upstream gradients of each row's cross-entropy and
-    z-loss term), ``logits`` is overwritten in place by its gradient. ``ChunkLoss.ce`` excludes
+    With ``upstream``, ``logits`` is overwritten in place by its gradient. ``ChunkLoss.ce`` excludes
     the z-loss term, as the PyTorch path's does; the results are fp32 whatever the logits' dtype.
     """
     # The kernel walks each row with unit stride; a strided chunk is worked on as a copy.
     rows = logits.contiguous()
-    terms = _launch(rows, target, options, grad_ce, grad_z)
-    if grad_ce is not None and rows is not logits:
+    terms = _launch(rows, target, options, upstream)
+    if upstream is not None and rows is not logits:
         logits.copy_(rows)
     return terms
 
 
 def _launch(
-    logits: Tensor,
-    target: Tensor,
-    options: LossOptions,
-    grad_ce: Tensor | None,
-    grad_z: Tensor | None,
+    logits: Tensor, target: Tensor, options: LossOptions, upstream: RowUpstream | None
 ) -> ChunkLoss:
     rows, num_classes = logits.shape
-    write_grad = grad_ce is not None
+    write_grad = upstream is not None
     ce = torch.empty(rows, dtype=torch.float32, device=logits.device)
     lse = torch.empty_like(ce)
     correct = torch.empty(rows, dtype=torch.bool, device=logits.device)
     if rows == 0:
         return ChunkLoss(ce, lse, correct)
-    grad_ce_arg = grad_ce.float().contiguous() if grad_ce is not None else ce
-    grad_z_arg = grad_z.float().contiguous() if grad_z is not None else ce
+    grad_ce_arg = upstream.ce.float().contiguous() if upstream is not None else ce
+    grad_z_arg = upstream.z.float().contiguous() if upstream is not None else ce
     _compiled_kernel()[(rows,)](
         logits,
         logits.stride(0),

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from crossent.kernels import (
     LossOptions,
+    RowUpstream,
     compute_dtype,
     probability_target_grad,
     row_chunks,
@@ -188,9 +189,8 @@ def cross_entropy_with_stats(
         else:
             safe_target = flat_target.masked_fill(~scored, 0)
             ce_denominator = (weight.detach().to(token_ce.dtype)[safe_target] * scored).sum()
-        loss = token_ce.sum() / mean_denominator(ce_denominator) + token_z.sum() / mean_denominator(
-            count
-        )
+        ce_mean = token_ce.sum() / mean_denominator(ce_denominator)
+        loss = ce_mean + token_z.sum() / mean_denominator(count)
     return CrossEntropyStats(
         loss=loss.to(logits.dtype).reshape(leading if reduction == "none" else ()),
         token_loss=token_loss.reshape(leading),
@@ -276,12 +276,7 @@ class _CrossEntropyFunction(torch.autograd.Function):
                 ).to(target.dtype)
             if grad_logits is not None:
                 grad_logits[rows] = logits[rows]  # the dispatcher turns it into its gradient
-                rows_loss(
-                    grad_logits[rows],
-                    target[rows],
-                    options,
-                    weight=weight,
-                    grad_ce=grad_ce[rows],
-                    grad_z=grad_z[rows],
-                )
+                upstream = RowUpstream(grad_ce[rows], grad_z[rows])
+                chunk = grad_logits[rows]
+                rows_loss(chunk, target[rows], options, weight=weight, upstream=upstream)
         return grad_logits, grad_target, None, None

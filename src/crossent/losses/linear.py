@@ -19,7 +19,9 @@ loss and gradients a chunk of tokens at a time:
 
 The semantics (label smoothing, z-loss, soft-capping, ignored tokens, the nothing-scored mean of 0)
 are those of :mod:`crossent.losses.cross_entropy`, with the projection's ``weight`` playing no part
-in the class weighting (there are no class weights here).
+in the class weighting (there are no class weights here). Each chunk's rows go through
+:func:`crossent.kernels.rows_loss`; the walk over the chunks and the gradient accumulation are in
+:mod:`crossent.losses._lm_head`, shared with the vocabulary-parallel loss.
 """
 
 from __future__ import annotations
@@ -31,7 +33,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from crossent.kernels import ChunkLoss, LossOptions, compute_dtype, default_chunk_rows, rows_loss
+from crossent.kernels import (
+    ChunkLoss,
+    LossOptions,
+    RowUpstream,
+    compute_dtype,
+    default_chunk_rows,
+    rows_loss,
+)
 from crossent.losses._checks import (
     Reduction,
     check_class_target,
@@ -194,7 +203,7 @@ def _chunks(
     bias: Tensor | None,
     target: Tensor,
     plan: _Plan,
-    upstream: tuple[Tensor, Tensor] | None = None,
+    upstream: RowUpstream | None = None,
 ) -> Iterator[tuple[Tensor, Tensor, ChunkLoss, Tensor]]:
     """The walk both autograd functions share: ``(index, hidden, terms, logits)`` per chunk.
 
@@ -205,8 +214,8 @@ def _chunks(
     for index in scored_chunks(target, plan.options.ignore_index, plan.chunk_rows):
         chunk_hidden = hidden[index]
         logits = chunk_logits(chunk_hidden, weight, bias)
-        grad_ce, grad_z = (upstream[0][index], upstream[1][index]) if upstream else (None, None)
-        terms = rows_loss(logits, target[index], plan.options, grad_ce=grad_ce, grad_z=grad_z)
+        rows = RowUpstream(upstream.ce[index], upstream.z[index]) if upstream else None
+        terms = rows_loss(logits, target[index], plan.options, upstream=rows)
         yield index, chunk_hidden, terms, logits
 
 
@@ -239,7 +248,7 @@ class _GradInForwardFunction(torch.autograd.Function):
         grads = HeadGrads.zeros(hidden, weight, dtype, ctx.needs_input_grad)
         grad_scale = torch.full((num_tokens,), scale, dtype=dtype, device=hidden.device)
         for index, chunk_hidden, terms, grad in _chunks(
-            hidden, weight, bias, target, plan, (grad_scale, grad_scale)
+            hidden, weight, bias, target, plan, RowUpstream(grad_scale, grad_scale)
         ):
             token_loss[index] = (terms.ce + options.z_loss * terms.lse.square()).to(dtype)
             lse[index] = terms.lse.to(dtype)
@@ -312,7 +321,7 @@ class _RecomputeFunction(torch.autograd.Function):
         hidden, weight, bias, target, lse = ctx.saved_tensors
         grads = HeadGrads.zeros(hidden, weight, lse.dtype, ctx.needs_input_grad)
         for index, chunk_hidden, _, grad in _chunks(
-            hidden, weight, bias, target, ctx.plan, (grad_ce, grad_z)
+            hidden, weight, bias, target, ctx.plan, RowUpstream(grad_ce, grad_z)
         ):
             grads.add_chunk(index, chunk_hidden, weight, grad.to(hidden.dtype))
         return (*grads.for_inputs(hidden, weight, bias), None, None)
