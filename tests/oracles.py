@@ -1,5 +1,8 @@
 """Shared test helpers: the float64 ground truth and the tolerance every parity test uses.
 
+:func:`composed_cross_entropy` is the oracle for the options PyTorch's loss lacks (z-loss,
+soft-capping): the formula written with PyTorch's own ops.
+
 The tolerance follows Apple's cut-cross-entropy tests: an implementation at a given dtype passes
 when its error against a float64 ground truth is no worse than PyTorch's own error at that dtype,
 plus a small margin proportional to the dtype's resolution.
@@ -8,6 +11,7 @@ plus a small margin proportional to the dtype's resolution.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 # Margin, in units of the dtype's machine epsilon, allowed beyond PyTorch's own error.
@@ -53,3 +57,38 @@ def loss_and_grad(
     (loss * upstream).sum().backward()
     assert leaf.grad is not None
     return loss.detach(), leaf.grad
+
+
+def composed_cross_entropy(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    ignore_index: int = -100,
+) -> Tensor:
+    """Cross-entropy plus z-loss of class-last ``[..., V]`` logits, in PyTorch's own ops only.
+
+    The logits become ``softcap * tanh(logits / softcap)`` first; ``F.cross_entropy`` gives each
+    token's loss, and ``z_loss * logsumexp**2`` is added for each scored token. ``"mean"`` divides
+    by the number of scored tokens, and gives 0 when there is none.
+    """
+    if softcap is not None:
+        logits = softcap * torch.tanh(logits / softcap)
+    flat_logits, flat_target = logits.reshape(-1, logits.shape[-1]), target.reshape(-1)
+    token = F.cross_entropy(
+        flat_logits,
+        flat_target,
+        reduction="none",
+        label_smoothing=label_smoothing,
+        ignore_index=ignore_index,
+    )
+    scored = flat_target != ignore_index
+    token = token + torch.where(scored, z_loss * torch.logsumexp(flat_logits, -1) ** 2, 0.0)
+    if reduction == "none":
+        return token.reshape(target.shape)
+    if reduction == "sum":
+        return token.sum()
+    return token.sum() / scored.sum().clamp(min=1)

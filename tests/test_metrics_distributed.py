@@ -7,7 +7,6 @@ leaves rank 0 out, so that group ranks differ from global ranks.
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
 import random
@@ -16,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from crossent.metrics import NLLMeter
+from gloo import spawn_gloo_world
 
 Record = tuple[float, int, int, bool]
 
@@ -83,34 +82,23 @@ def _write_totals(path: Path, meter: NLLMeter, reduced: NLLMeter) -> None:
     )
 
 
-def _rank_main(rank: int, rendezvous: str, out_dir: str) -> None:
-    dist.init_process_group(
-        "gloo",
-        init_method=rendezvous,
-        rank=rank,
-        world_size=_WORLD_SIZE,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
-        pair = dist.new_group(sorted(_PAIR_SHARDS))  # every rank must take part in creating it
+def _rank_main(rank: int, _world_size: int, out_dir: Path) -> None:
+    pair = dist.new_group(sorted(_PAIR_SHARDS))  # every rank must take part in creating it
 
-        start, stop = _WORLD_SHARDS[rank]
+    start, stop = _WORLD_SHARDS[rank]
+    meter = _meter_from(_RECORDS[start:stop])
+    _write_totals(out_dir / f"world-{rank}.json", meter, meter.all_reduce())
+
+    if rank in _PAIR_SHARDS:
+        start, stop = _PAIR_SHARDS[rank]
         meter = _meter_from(_RECORDS[start:stop])
-        _write_totals(Path(out_dir, f"world-{rank}.json"), meter, meter.all_reduce())
-
-        if rank in _PAIR_SHARDS:
-            start, stop = _PAIR_SHARDS[rank]
-            meter = _meter_from(_RECORDS[start:stop])
-            _write_totals(Path(out_dir, f"pair-{rank}.json"), meter, meter.all_reduce(pair))
-    finally:
-        dist.destroy_process_group()
+        _write_totals(out_dir / f"pair-{rank}.json", meter, meter.all_reduce(pair))
 
 
 @pytest.fixture(scope="module")
 def reduced_totals(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out_dir = tmp_path_factory.mktemp("all_reduce")
-    rendezvous = f"file://{out_dir / 'rendezvous'}"
-    mp.spawn(_rank_main, args=(rendezvous, str(out_dir)), nprocs=_WORLD_SIZE)
+    spawn_gloo_world(_rank_main, _WORLD_SIZE, out_dir)
     return out_dir
 
 

@@ -17,9 +17,9 @@ from torch import Tensor
 from torch.testing._internal.common_nn import cross_entropy_loss_reference
 
 import crossent
-import crossent.losses.cross_entropy as ce_module
+import crossent.kernels.chunks
 from crossent import cross_entropy, cross_entropy_with_stats
-from oracles import assert_no_worse_than_torch, loss_and_grad
+from oracles import assert_no_worse_than_torch, composed_cross_entropy, loss_and_grad
 
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 SHAPES = [(5, 7), (2, 3, 11), (1, 13), (3, 1, 2, 17)]
@@ -30,7 +30,7 @@ REDUCTIONS = ["none", "sum", "mean"]
 def chunking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Run a test once as is and once with chunks of ~16 logits (rows not a multiple of it)."""
     if request.param is not None:
-        monkeypatch.setattr(ce_module, "_CHUNK_ELEMENTS", request.param)
+        monkeypatch.setattr(crossent.kernels.chunks, "LOGITS_PER_CHUNK", request.param)
     return
 
 
@@ -157,13 +157,9 @@ def test_z_loss_and_softcap_match_composed_torch(
     logits64, target, _weight64 = _make_case((4, 5, 23), "some", soft=False, seed=11)
 
     def composed(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-        z = softcap * torch.tanh(logits / softcap) if softcap is not None else logits
-        scored = target != -100
-        token = F.cross_entropy(z.movedim(-1, 1), target, reduction="none")
-        token = token + torch.where(scored, z_loss * torch.logsumexp(z, -1) ** 2, 0.0)
-        if reduction == "none":
-            return token
-        return token.sum() / (scored.sum() if reduction == "mean" else 1)
+        return composed_cross_entropy(
+            logits, target, reduction=reduction, z_loss=z_loss, softcap=softcap
+        )
 
     upstream = torch.rand(target.shape if reduction == "none" else (), dtype=torch.float64) + 0.5
     options = {"reduction": reduction}
@@ -240,8 +236,7 @@ def test_stats_report_what_the_loss_saw() -> None:
     logits64, target, _ = _make_case((3, 4, 9), "some", soft=False, seed=5)
     stats = cross_entropy_with_stats(logits64.float(), target, z_loss=1e-3)
     scored = target != -100
-    token = F.cross_entropy(logits64.movedim(-1, 1), target, reduction="none")
-    token = token + torch.where(scored, 1e-3 * torch.logsumexp(logits64, -1) ** 2, 0.0)
+    token = composed_cross_entropy(logits64, target, reduction="none", z_loss=1e-3)
     torch.testing.assert_close(stats.token_loss.double(), token, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(
         stats.logsumexp.double(), torch.logsumexp(logits64, -1), rtol=1e-6, atol=1e-6

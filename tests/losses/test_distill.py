@@ -25,10 +25,13 @@ TEMPERATURES = [0.5, 1.0, 2.5]
 
 
 def _torch_kl(student: Tensor, teacher: Tensor, temperature: float, reduction: str) -> Tensor:
-    """``F.kl_div`` with our reductions: per token for "none", batchmean over every token."""
+    """``F.kl_div`` with our reductions: per token for "none", batchmean over every token for
+    "mean", and its own batchmean (the sum over the size of the first dimension) for "batchmean"."""
     num_classes = student.shape[-1]
     log_student = F.log_softmax(student / temperature, dim=-1)
     log_teacher = F.log_softmax(teacher / temperature, dim=-1)
+    if reduction == "batchmean":
+        return F.kl_div(log_student, log_teacher, log_target=True, reduction="batchmean")
     if reduction == "none":
         return F.kl_div(log_student, log_teacher, log_target=True, reduction="none").sum(-1)
     if reduction == "sum":
@@ -206,6 +209,50 @@ def test_all_masked_gives_zero_with_zero_gradients(reduction: str) -> None:
     assert torch.count_nonzero(loss) == 0
     assert torch.count_nonzero(student_grad) == 0
     assert torch.count_nonzero(teacher_grad) == 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", [(11,), *SHAPES], ids=str)
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_batchmean_is_pytorchs(
+    dtype: torch.dtype, shape: tuple[int, ...], temperature: float
+) -> None:
+    """The sum over every token divided by the first dimension's size (V for one ``[V]`` row)."""
+    student64, teacher64 = _logits(shape, seed=3 * sum(shape))
+    student, teacher = student64.to(dtype), teacher64.to(dtype)
+    one = torch.tensor(1.0, dtype=torch.float64)
+    args = (temperature, "batchmean")
+    ours = _loss_and_grads(kl_divergence, student, teacher, one.to(dtype), *args)
+    assert ours[0].dtype == dtype
+    assert ours[0].shape == ()
+    truth = _loss_and_grads(_torch_kl, student.double(), teacher.double(), one, *args)
+    theirs = _loss_and_grads(_torch_kl, student, teacher, one.to(dtype), *args)
+    _assert_parity(ours, theirs, truth, dtype)
+
+
+def test_batchmean_with_a_mask_divides_the_masked_sum_by_the_first_dimension() -> None:
+    student, teacher = _logits((2, 5, 6), seed=22)
+    mask = torch.tensor([[True, False, True, True, False], [False, False, True, False, True]])
+    one = torch.tensor(1.0, dtype=torch.float64)
+    ours = _loss_and_grads(kl_divergence, student, teacher, one, 2.0, "batchmean", mask=mask)
+
+    def masked_sum_over_batch(student: Tensor, teacher: Tensor) -> Tensor:
+        kept = _torch_kl(student[mask], teacher[mask], 2.0, "sum")
+        return kept / student.shape[0]
+
+    truth = _loss_and_grads(masked_sum_over_batch, student, teacher, one)
+    for mine, true in zip(ours, truth, strict=True):
+        torch.testing.assert_close(mine, true, rtol=1e-12, atol=1e-12)
+
+
+def test_batchmean_of_an_empty_batch_is_zero() -> None:
+    """The documented policy again: PyTorch's batchmean of nothing is NaN, ours is 0."""
+    student = torch.zeros(0, 7, requires_grad=True)
+    loss = kl_divergence(student, torch.zeros(0, 7), reduction="batchmean")
+    loss.backward()
+    assert loss.item() == 0.0
+    assert student.grad is not None
+    assert student.grad.shape == (0, 7)
 
 
 DISTILL_GRID = list(

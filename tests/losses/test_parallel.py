@@ -3,7 +3,8 @@
 Starting processes that import torch costs seconds, so one spawn per world size (2 and 3) runs
 every case: each rank takes its slice of common float64 logits (or of the LM head's rows),
 computes the loss and its gradients, and saves them; the tests compare each rank's results with
-``crossent.cross_entropy`` on the full, unsharded float64 logits. V = 101 is prime, so the
+PyTorch's loss (``F.cross_entropy`` plus the z-loss term, ``oracles.composed_cross_entropy``) on
+the full, unsharded float64 logits. V = 101 is prime, so the
 slices are uneven (51 + 50, 34 + 34 + 33), and the targets hit every slice's first and last
 class. The world of three also runs cases over a two-rank subgroup that leaves rank 0 out, so
 that group ranks differ from global ranks.
@@ -11,7 +12,6 @@ that group ranks differ from global ranks.
 
 from __future__ import annotations
 
-import datetime
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,15 +21,15 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import Tensor
 
-from crossent import cross_entropy
 from crossent.losses.parallel import (
     vocab_parallel_cross_entropy,
     vocab_parallel_linear_cross_entropy,
 )
+from gloo import spawn_gloo_world
+from oracles import composed_cross_entropy
 
 VOCAB = 101
 DIM = 16
@@ -200,29 +200,18 @@ def _errors(rank: int, world_size: int, pair: dist.ProcessGroup | None) -> dict[
     return errors
 
 
-def _rank_main(rank: int, world_size: int, rendezvous: str, out_dir: str) -> None:
-    torch.set_num_threads(1)  # the ranks share two cores
-    dist.init_process_group(
-        "gloo",
-        init_method=rendezvous,
-        rank=rank,
-        world_size=world_size,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
-        pair = dist.new_group(list(PAIR)) if world_size == 3 else None  # every rank must call
-        results: dict[str, Any] = {}
-        for case in _cases(world_size):
-            if case.pair:
-                if rank in PAIR:
-                    classes = _slice(len(PAIR), PAIR.index(rank))
-                    results[case.name] = _run_sharded(case, pair, classes)
-            else:
-                results[case.name] = _run_sharded(case, None, _slice(world_size, rank))
-        results["errors"] = _errors(rank, world_size, pair)
-        torch.save(results, Path(out_dir, f"rank-{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _rank_main(rank: int, world_size: int, out_dir: Path) -> None:
+    pair = dist.new_group(list(PAIR)) if world_size == 3 else None  # every rank must call
+    results: dict[str, Any] = {}
+    for case in _cases(world_size):
+        if case.pair:
+            if rank in PAIR:
+                classes = _slice(len(PAIR), PAIR.index(rank))
+                results[case.name] = _run_sharded(case, pair, classes)
+        else:
+            results[case.name] = _run_sharded(case, None, _slice(world_size, rank))
+    results["errors"] = _errors(rank, world_size, pair)
+    torch.save(results, out_dir / f"rank-{rank}.pt")
 
 
 @pytest.fixture(scope="module")
@@ -235,8 +224,7 @@ def rank_results(
     def results(world_size: int) -> list[dict[str, Any]]:
         if world_size not in spawned:
             out_dir = tmp_path_factory.mktemp(f"world{world_size}")
-            rendezvous = f"file://{out_dir / 'rendezvous'}"
-            mp.spawn(_rank_main, args=(world_size, rendezvous, str(out_dir)), nprocs=world_size)
+            spawn_gloo_world(_rank_main, world_size, out_dir)
             spawned[world_size] = [
                 torch.load(out_dir / f"rank-{rank}.pt", weights_only=True)
                 for rank in range(world_size)
@@ -247,7 +235,7 @@ def rank_results(
 
 
 def _unsharded(case: Case) -> dict[str, Tensor]:
-    """The oracle: crossent.cross_entropy on the full logits, in float64."""
+    """The oracle: PyTorch's loss (plus z-loss) on the full logits, in float64."""
     inputs = _inputs(case)
     if case.linear:
         hidden = inputs.hidden.double().requires_grad_()
@@ -256,7 +244,7 @@ def _unsharded(case: Case) -> dict[str, Tensor]:
         logits = F.linear(hidden, weight, bias)
     else:
         logits = inputs.logits.double().requires_grad_()
-    loss = cross_entropy(logits, inputs.target, **_options(case))
+    loss = composed_cross_entropy(logits, inputs.target, **_options(case))
     _backward(loss, case, inputs.upstream.double())
     if not case.linear:
         assert logits.grad is not None

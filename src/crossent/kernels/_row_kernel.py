@@ -2,7 +2,8 @@
 
 Triton's interpreter (``TRITON_INTERPRET=1``) patches ``triton.language`` in the globals of the
 module that defines a kernel, so the kernel lives at module level here, and this module is the
-only one that imports Triton at import time. See :mod:`crossent.kernels.rows` for what it does.
+only one that imports Triton at import time. See :mod:`crossent.kernels.triton_rows` for what it
+does.
 """
 
 import triton

@@ -16,11 +16,9 @@ Reduction = Literal["none", "mean", "sum"]
 REDUCTIONS: tuple[str, ...] = get_args(Reduction)
 
 
-def check_reduction(reduction: str) -> None:
-    if reduction not in REDUCTIONS:
-        raise ValueError(
-            f"unknown reduction {reduction!r}; expected one of {', '.join(REDUCTIONS)}"
-        )
+def check_reduction(reduction: str, allowed: tuple[str, ...] = REDUCTIONS) -> None:
+    if reduction not in allowed:
+        raise ValueError(f"unknown reduction {reduction!r}; expected one of {', '.join(allowed)}")
 
 
 def check_floating(name: str, tensor: Tensor) -> None:

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from crossent.kernels import compute_dtype
 from crossent.losses._checks import Reduction, check_floating, check_reduction, check_same_shape
+from crossent.losses._mean import mean_denominator
 
 
 def binary_cross_entropy(
@@ -61,7 +63,7 @@ def binary_cross_entropy(
             + (f" at position {position}" if position else "")
         )
 
-    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    dtype = compute_dtype(logits.dtype)
     x = logits.to(dtype)
     y = target.to(dtype)
     log_weight = 1 + (pos_weight.to(dtype) - 1) * y if pos_weight is not None else 1.0
@@ -71,5 +73,5 @@ def binary_cross_entropy(
     if reduction == "sum":
         loss = loss.sum()
     elif reduction == "mean":
-        loss = loss.sum() / max(loss.numel(), 1)
+        loss = loss.sum() / mean_denominator(loss.numel())
     return loss.to(logits.dtype)

@@ -32,14 +32,20 @@ Conventions (the one place they are written down):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from crossent.kernels.rows import triton_rows, use_triton
+from crossent.kernels import (
+    LossOptions,
+    RowUpstream,
+    compute_dtype,
+    probability_target_grad,
+    row_chunks,
+    rows_loss,
+)
 from crossent.losses._checks import (
     Reduction,
     check_class_target,
@@ -48,18 +54,7 @@ from crossent.losses._checks import (
     check_loss_options,
     check_same_shape,
 )
-from crossent.losses._chunk import (
-    LossOptions,
-    capped,
-    chunk_logit_grad_,
-    chunk_loss,
-    compute_dtype,
-)
-
-# Rows are processed in chunks of about this many logits: large enough that the per-chunk
-# overhead vanishes, small enough that a chunk's fp32 work (4 MiB) stays in cache between passes.
-# Measured on a 2-core CPU at V=50304: 2^20 beat 2^18 and 2^22.
-_CHUNK_ELEMENTS = 1 << 20
+from crossent.losses._mean import mean_denominator
 
 
 @dataclass(frozen=True)
@@ -194,7 +189,8 @@ def cross_entropy_with_stats(
         else:
             safe_target = flat_target.masked_fill(~scored, 0)
             ce_denominator = (weight.detach().to(token_ce.dtype)[safe_target] * scored).sum()
-        loss = token_ce.sum() / _nonzero(ce_denominator) + token_z.sum() / _nonzero(count)
+        ce_mean = token_ce.sum() / mean_denominator(ce_denominator)
+        loss = ce_mean + token_z.sum() / mean_denominator(count)
     return CrossEntropyStats(
         loss=loss.to(logits.dtype).reshape(leading if reduction == "none" else ()),
         token_loss=token_loss.reshape(leading),
@@ -202,11 +198,6 @@ def cross_entropy_with_stats(
         correct=correct.reshape(leading),
         scored=scored.reshape(leading),
     )
-
-
-def _nonzero(denominator: Tensor) -> Tensor:
-    # Nothing scored: every numerator term is 0, so dividing by 1 gives the documented 0.
-    return torch.where(denominator == 0, torch.ones_like(denominator), denominator)
 
 
 def _check_arguments(
@@ -234,18 +225,12 @@ def _check_arguments(
     return soft
 
 
-def _row_chunks(num_rows: int, num_classes: int) -> Iterator[slice]:
-    rows = max(1, _CHUNK_ELEMENTS // max(1, num_classes))
-    for start in range(0, num_rows, rows):
-        yield slice(start, min(start + rows, num_rows))
-
-
 class _CrossEntropyFunction(torch.autograd.Function):
     """Per-token cross-entropy and z-loss over ``[N, V]`` logits, a chunk of rows at a time.
 
     Outputs ``(ce, z, logsumexp, correct)``, each ``[N]``; only ``ce`` and ``z`` are
     differentiable. Saves the logits as given (no fp32 copy) and recomputes the softmax in
-    backward; the per-chunk arithmetic is in :mod:`crossent.losses._chunk`.
+    backward; each chunk goes through :func:`crossent.kernels.rows_loss`.
     """
 
     @staticmethod
@@ -258,17 +243,11 @@ class _CrossEntropyFunction(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         num_rows, num_classes = logits.shape
         dtype = compute_dtype(logits.dtype)
-        w = weight.to(dtype) if weight is not None else None
         ce = torch.zeros(num_rows, dtype=dtype, device=logits.device)
         lse = torch.zeros(num_rows, dtype=dtype, device=logits.device)
         correct = torch.zeros(num_rows, dtype=torch.bool, device=logits.device)
-        triton = use_triton(logits, weight is not None, torch.is_floating_point(target))
-        for rows in _row_chunks(num_rows, num_classes):
-            if triton:
-                terms = triton_rows(logits[rows].contiguous(), target[rows], options)
-            else:
-                z = capped(logits[rows], options, dtype)
-                terms = chunk_loss(z, target[rows], w, options, dtype)
+        for rows in row_chunks(num_rows, num_classes):
+            terms = rows_loss(logits[rows], target[rows], options, weight=weight)
             ce[rows], lse[rows], correct[rows] = terms.ce, terms.lse, terms.correct
 
         z_term = options.z_loss * lse.square()
@@ -287,35 +266,17 @@ class _CrossEntropyFunction(torch.autograd.Function):
         logits, target, weight, lse = ctx.saved_tensors
         options: LossOptions = ctx.options
         num_rows, num_classes = logits.shape
-        dtype = lse.dtype
         soft = torch.is_floating_point(target)
-        w = weight.to(dtype) if weight is not None else None
-        eps = options.label_smoothing
-        grad_ce = grad_ce.to(dtype)
-        # d(z_loss * lse^2)/dz = 2 * z_loss * lse * softmax(z)
-        grad_softmax = 2 * options.z_loss * lse * grad_z.to(dtype)
-        if not soft:
-            scored = target != options.ignore_index
-            grad_ce = torch.where(scored, grad_ce, 0.0)
-            grad_softmax = torch.where(scored, grad_softmax, 0.0)
-
         grad_logits = torch.empty_like(logits) if ctx.needs_input_grad[0] else None
         grad_target = torch.empty_like(target) if soft and ctx.needs_input_grad[1] else None
-        if grad_logits is not None and use_triton(logits, weight is not None, soft):
-            for rows in _row_chunks(num_rows, num_classes):
-                grad_logits[rows] = logits[rows]  # the kernel turns it into its gradient
-                triton_rows(grad_logits[rows], target[rows], options, grad_ce[rows], grad_z[rows])
-            return grad_logits, None, None, None
-        for rows in _row_chunks(num_rows, num_classes):
-            z = capped(logits[rows], options, dtype)
+        for rows in row_chunks(num_rows, num_classes):
             if grad_target is not None:
-                # d/dq_c of -sum_c w_c ((1 - eps) q_c + eps / V) log p_c
-                factor = (1 - eps) * (w if w is not None else 1.0)
-                log_probs = torch.log_softmax(z, dim=-1, dtype=dtype)
-                grad_target[rows] = (-grad_ce[rows, None] * factor * log_probs).to(target.dtype)
+                grad_target[rows] = probability_target_grad(
+                    logits[rows], weight, options, grad_ce[rows].to(lse.dtype)
+                ).to(target.dtype)
             if grad_logits is not None:
-                probs = torch.softmax(z, dim=-1, dtype=dtype)
-                grad_logits[rows] = chunk_logit_grad_(
-                    probs, z, target[rows], w, options, grad_ce[rows], grad_softmax[rows]
-                )
+                grad_logits[rows] = logits[rows]  # the dispatcher turns it into its gradient
+                upstream = RowUpstream(grad_ce[rows], grad_z[rows])
+                chunk = grad_logits[rows]
+                rows_loss(chunk, target[rows], options, weight=weight, upstream=upstream)
         return grad_logits, grad_target, None, None

@@ -6,25 +6,31 @@ match a large teacher's softened distribution as well as the true next token (Hi
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import Tensor
 
+from crossent.kernels import compute_dtype
 from crossent.losses._checks import (
-    Reduction,
     check_in_range,
     check_logits,
     check_positive,
     check_reduction,
     check_same_shape,
 )
+from crossent.losses._mean import mean_denominator
 from crossent.losses.cross_entropy import cross_entropy
+
+# PyTorch's F.kl_div also offers "batchmean", the reduction that matches the definition of KL.
+KLReduction = Literal["none", "mean", "sum", "batchmean"]
 
 
 def kl_divergence(
     student_logits: Tensor,
     teacher_logits: Tensor,
     temperature: float = 1.0,
-    reduction: Reduction = "mean",
+    reduction: KLReduction = "mean",
     *,
     mask: Tensor | None = None,
 ) -> Tensor:
@@ -32,18 +38,24 @@ def kl_divergence(
 
     ``sum_c p_t(c) * (log p_t(c) - log p_s(c))`` with ``p = softmax(logits / temperature)`` over
     the last dimension. Classes the teacher gives probability 0 (``-inf`` logits) contribute 0.
-    Equals ``F.kl_div(log_softmax(s / T), log_softmax(t / T), log_target=True)`` with
-    ``reduction="batchmean"`` for 2-D input; unlike ``F.kl_div``, ``reduction="none"`` gives one
-    value per token (``[...]``), not per class. Computed in fp32 for fp16/bf16 logits; gradients
-    flow into both arguments (wrap the teacher in ``torch.no_grad()`` to keep it fixed).
+    Agrees with ``F.kl_div(log_softmax(s / T), log_softmax(t / T), log_target=True)``: its
+    ``"sum"`` and ``"batchmean"`` are ours, and our ``"mean"`` (over tokens) is its
+    ``"batchmean"`` for 2-D input; unlike ``F.kl_div``, ``reduction="none"`` gives one value per
+    token (``[...]``), not per class, and ``"mean"`` divides by tokens, not by tokens times
+    classes. Computed in fp32 for fp16/bf16 logits; gradients flow into both arguments (wrap the
+    teacher in ``torch.no_grad()`` to keep it fixed).
 
     Args:
         student_logits: ``[..., V]``.
         teacher_logits: ``[..., V]``, the same shape.
         temperature: > 0; higher softens both distributions.
-        reduction: ``"none"`` (``[...]``), ``"sum"``, or ``"mean"`` over the scored tokens.
+        reduction: ``"none"`` (``[...]``), ``"sum"``, ``"mean"`` over the scored tokens, or
+            ``"batchmean"``, PyTorch's: the sum divided by the size of the logits' first
+            dimension (``B`` for ``[B, T, V]``; for a single ``[V]`` distribution that is ``V``,
+            as in ``F.kl_div``).
         mask: ``[...]`` bool, the tokens to score (all when None); unscored tokens give 0 and the
-            mean over no token is 0.
+            mean over no token is 0. ``"batchmean"`` still divides by the first dimension's size,
+            masked-in or not, so a mask changes only its sum; an empty first dimension gives 0.
 
     Example:
         >>> same = torch.tensor([[1.0, 2.0, 3.0]])
@@ -51,7 +63,7 @@ def kl_divergence(
         0.0
     """
     _check_pair(student_logits, teacher_logits, temperature)
-    check_reduction(reduction)
+    check_reduction(reduction, get_args(KLReduction))
     if mask is not None:
         if mask.dtype != torch.bool:
             raise TypeError(f"mask must be a bool tensor (True = scored), got dtype {mask.dtype}")
@@ -61,7 +73,7 @@ def kl_divergence(
                 f"{tuple(student_logits.shape[:-1])}, got {tuple(mask.shape)}"
             )
 
-    dtype = torch.float64 if student_logits.dtype == torch.float64 else torch.float32
+    dtype = compute_dtype(student_logits.dtype)
     log_student = torch.log_softmax(student_logits.to(dtype) / temperature, dim=-1)
     log_teacher = torch.log_softmax(teacher_logits.to(dtype) / temperature, dim=-1)
     teacher_probs = log_teacher.exp()
@@ -73,9 +85,12 @@ def kl_divergence(
         token_kl = torch.where(mask, token_kl, 0.0)
     if reduction == "sum":
         token_kl = token_kl.sum()
+    elif reduction == "mean" and mask is not None:
+        token_kl = token_kl.sum() / mean_denominator(mask.sum()).to(dtype)
     elif reduction == "mean":
-        count = int(mask.sum()) if mask is not None else token_kl.numel()
-        token_kl = token_kl.sum() / max(count, 1)
+        token_kl = token_kl.sum() / mean_denominator(token_kl.numel())
+    elif reduction == "batchmean":
+        token_kl = token_kl.sum() / mean_denominator(student_logits.shape[0])
     return token_kl.to(student_logits.dtype)
 
 

@@ -19,18 +19,28 @@ loss and gradients a chunk of tokens at a time:
 
 The semantics (label smoothing, z-loss, soft-capping, ignored tokens, the nothing-scored mean of 0)
 are those of :mod:`crossent.losses.cross_entropy`, with the projection's ``weight`` playing no part
-in the class weighting (there are no class weights here).
+in the class weighting (there are no class weights here). Each chunk's rows go through
+:func:`crossent.kernels.rows_loss`; the walk over the chunks and the gradient accumulation are in
+:mod:`crossent.losses._lm_head`, shared with the vocabulary-parallel loss.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from crossent.kernels import rows_loss
+from crossent.kernels import (
+    ChunkLoss,
+    LossOptions,
+    RowUpstream,
+    compute_dtype,
+    default_chunk_rows,
+    rows_loss,
+)
 from crossent.losses._checks import (
     Reduction,
     check_class_target,
@@ -38,22 +48,11 @@ from crossent.losses._checks import (
     check_loss_options,
     check_positive,
 )
-from crossent.losses._chunk import LossOptions, compute_dtype
+from crossent.losses._lm_head import HeadGrads, chunk_logits, scored_chunks
+from crossent.losses._mean import mean_denominator
 from crossent.losses.cross_entropy import CrossEntropyStats
 
-# Each chunk's fp32 logits take about this many bytes: the chunk is the only large temporary,
-# large enough that its matrix products run at full speed.
-_CHUNK_BYTES = 64 << 20
-
-
-def default_chunk_rows(vocab_size: int) -> int:
-    """Tokens per chunk: as many as fit ``_CHUNK_BYTES`` of fp32 logits (at least one).
-
-    The chunk shrinks with the vocabulary down to a single token, whose logits stay below the
-    budget for any V up to 16 million, so the vocabulary itself never needs splitting: 256k
-    classes still give 65 tokens a chunk.
-    """
-    return max(1, _CHUNK_BYTES // (4 * vocab_size))
+__all__ = ["default_chunk_rows", "linear_cross_entropy", "linear_cross_entropy_with_stats"]
 
 
 @dataclass(frozen=True)
@@ -164,7 +163,7 @@ def linear_cross_entropy_with_stats(
         elif reduction == "sum":
             loss = token_loss.sum()
         else:
-            loss = token_loss.sum() / max(int(scored.sum()), 1)
+            loss = token_loss.sum() / mean_denominator(scored.sum()).to(token_loss.dtype)
     else:
         loss, token_loss, lse, correct = _GradInForwardFunction.apply(  # type: ignore[no-untyped-call]
             flat_hidden, weight, bias, flat_target, plan
@@ -198,13 +197,26 @@ def _check_arguments(
         )
 
 
-def _chunk_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """The raw ``[rows, V]`` logits of a chunk of tokens, in the inputs' dtype."""
-    return hidden @ weight.T if bias is None else torch.addmm(bias, hidden, weight.T)
+def _chunks(
+    hidden: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    target: Tensor,
+    plan: _Plan,
+    upstream: RowUpstream | None = None,
+) -> Iterator[tuple[Tensor, Tensor, ChunkLoss, Tensor]]:
+    """The walk both autograd functions share: ``(index, hidden, terms, logits)`` per chunk.
 
-
-def _scored_rows(target: Tensor, ignore_index: int) -> Tensor:
-    return (target != ignore_index).nonzero().squeeze(-1)
+    ``index`` holds the chunk's (scored) tokens, ``hidden`` their hidden states and ``terms``
+    their loss terms. Given ``upstream``, the ``[N]`` gradients of every token's cross-entropy
+    and z-loss term, the chunk's ``logits`` have been overwritten by their gradient.
+    """
+    for index in scored_chunks(target, plan.options.ignore_index, plan.chunk_rows):
+        chunk_hidden = hidden[index]
+        logits = chunk_logits(chunk_hidden, weight, bias)
+        rows = RowUpstream(upstream.ce[index], upstream.z[index]) if upstream else None
+        terms = rows_loss(logits, target[index], plan.options, upstream=rows)
+        yield index, chunk_hidden, terms, logits
 
 
 class _GradInForwardFunction(torch.autograd.Function):
@@ -225,40 +237,26 @@ class _GradInForwardFunction(torch.autograd.Function):
         options = plan.options
         dtype = compute_dtype(hidden.dtype)
         num_tokens = hidden.shape[0]
-        needs = ctx.needs_input_grad
-        rows = _scored_rows(target, options.ignore_index)
-        count = rows.numel()
+        # The walk's nonzero() waits for the device anyway, so counting on the host costs nothing.
+        count = int((target != options.ignore_index).sum())
         # d loss / d token_loss: 1 for a sum, 1/count for a mean (nothing scored: the loss is 0).
-        scale = 1.0 / max(count, 1) if plan.reduction == "mean" else 1.0
+        scale = 1.0 / mean_denominator(count) if plan.reduction == "mean" else 1.0
 
         token_loss = torch.zeros(num_tokens, dtype=dtype, device=hidden.device)
         lse = torch.zeros(num_tokens, dtype=dtype, device=hidden.device)
         correct = torch.zeros(num_tokens, dtype=torch.bool, device=hidden.device)
-        grad_hidden = torch.zeros(hidden.shape, dtype=dtype, device=hidden.device)
-        grad_weight = torch.zeros(weight.shape, dtype=dtype, device=weight.device)
-        grad_bias = torch.zeros(weight.shape[0], dtype=dtype, device=weight.device)
-        for start in range(0, count, plan.chunk_rows):
-            index = rows[start : start + plan.chunk_rows]
-            chunk_hidden = hidden[index]
-            chunk_target = target[index]
-            logits = _chunk_logits(chunk_hidden, weight, bias)
-            grad_scale = torch.full((index.numel(),), scale, dtype=dtype, device=hidden.device)
-            terms, grad = rows_loss(logits, chunk_target, options, grad_scale, grad_scale)
-            assert grad is not None
+        grads = HeadGrads.zeros(hidden, weight, dtype, ctx.needs_input_grad)
+        grad_scale = torch.full((num_tokens,), scale, dtype=dtype, device=hidden.device)
+        for index, chunk_hidden, terms, grad in _chunks(
+            hidden, weight, bias, target, plan, RowUpstream(grad_scale, grad_scale)
+        ):
             token_loss[index] = (terms.ce + options.z_loss * terms.lse.square()).to(dtype)
             lse[index] = terms.lse.to(dtype)
             correct[index] = terms.correct
-            grad_logits = grad.to(hidden.dtype)
-            # A frozen head (or frozen hidden states) saves its matrix product.
-            if needs[0]:
-                grad_hidden[index] = (grad_logits @ weight).to(dtype)
-            if needs[1]:
-                grad_weight.addmm_(grad_logits.T.to(dtype), chunk_hidden.to(dtype))
-            if needs[2]:
-                grad_bias += grad_logits.sum(0, dtype=dtype)
+            grads.add_chunk(index, chunk_hidden, weight, grad.to(hidden.dtype))
 
         loss = token_loss.sum() * scale
-        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias if bias is not None else None)
+        ctx.save_for_backward(grads.hidden, grads.weight, grads.bias if bias is not None else None)
         ctx.input_dtypes = (hidden.dtype, weight.dtype, bias.dtype if bias is not None else None)
         ctx.mark_non_differentiable(token_loss, lse, correct)
         return loss, token_loss, lse, correct
@@ -299,22 +297,17 @@ class _RecomputeFunction(torch.autograd.Function):
         target: Tensor,
         plan: _Plan,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        options = plan.options
         dtype = compute_dtype(hidden.dtype)
         num_tokens = hidden.shape[0]
-        rows = _scored_rows(target, options.ignore_index)
         ce = torch.zeros(num_tokens, dtype=dtype, device=hidden.device)
         lse = torch.zeros(num_tokens, dtype=dtype, device=hidden.device)
         correct = torch.zeros(num_tokens, dtype=torch.bool, device=hidden.device)
         with torch.no_grad():
-            for start in range(0, rows.numel(), plan.chunk_rows):
-                index = rows[start : start + plan.chunk_rows]
-                logits = _chunk_logits(hidden[index], weight, bias)
-                terms, _ = rows_loss(logits, target[index], options)
+            for index, _, terms, _ in _chunks(hidden, weight, bias, target, plan):
                 ce[index] = terms.ce.to(dtype)
                 lse[index] = terms.lse.to(dtype)
                 correct[index] = terms.correct
-        z_term = options.z_loss * lse.square()  # 0 for ignored tokens, whose lse stays 0
+        z_term = plan.options.z_loss * lse.square()  # 0 for ignored tokens, whose lse stays 0
         ctx.save_for_backward(hidden, weight, bias, target, lse)
         ctx.plan = plan
         ctx.mark_non_differentiable(lse, correct)
@@ -326,31 +319,9 @@ class _RecomputeFunction(torch.autograd.Function):
         ctx: Any, grad_ce: Tensor, grad_z: Tensor, *_unused: Tensor
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
         hidden, weight, bias, target, lse = ctx.saved_tensors
-        plan: _Plan = ctx.plan
-        options = plan.options
-        dtype = lse.dtype
-        rows = _scored_rows(target, options.ignore_index)
-        needs = ctx.needs_input_grad
-        grad_hidden = torch.zeros(hidden.shape, dtype=dtype, device=hidden.device)
-        grad_weight = torch.zeros(weight.shape, dtype=dtype, device=weight.device)
-        grad_bias = torch.zeros(weight.shape[0], dtype=dtype, device=weight.device)
-        for start in range(0, rows.numel(), plan.chunk_rows):
-            index = rows[start : start + plan.chunk_rows]
-            chunk_hidden = hidden[index]
-            logits = _chunk_logits(chunk_hidden, weight, bias)
-            _, grad = rows_loss(logits, target[index], options, grad_ce[index], grad_z[index])
-            assert grad is not None
-            grad_logits = grad.to(hidden.dtype)
-            if needs[0]:
-                grad_hidden[index] = (grad_logits @ weight).to(dtype)
-            if needs[1]:
-                grad_weight.addmm_(grad_logits.T.to(dtype), chunk_hidden.to(dtype))
-            if needs[2]:
-                grad_bias += grad_logits.sum(0, dtype=dtype)
-        return (
-            grad_hidden.to(hidden.dtype) if needs[0] else None,
-            grad_weight.to(weight.dtype) if needs[1] else None,
-            grad_bias.to(bias.dtype) if needs[2] and bias is not None else None,
-            None,
-            None,
-        )
+        grads = HeadGrads.zeros(hidden, weight, lse.dtype, ctx.needs_input_grad)
+        for index, chunk_hidden, _, grad in _chunks(
+            hidden, weight, bias, target, ctx.plan, RowUpstream(grad_ce, grad_z)
+        ):
+            grads.add_chunk(index, chunk_hidden, weight, grad.to(hidden.dtype))
+        return (*grads.for_inputs(hidden, weight, bias), None, None)

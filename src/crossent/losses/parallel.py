@@ -35,7 +35,6 @@ are raised on every rank alike.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +43,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.distributed import ProcessGroup
 
+from crossent.kernels import compute_dtype, default_chunk_rows, row_chunks
 from crossent.losses._checks import (
     Reduction,
     check_class_target,
@@ -52,12 +52,8 @@ from crossent.losses._checks import (
     check_loss_options,
     check_positive,
 )
-from crossent.losses._chunk import compute_dtype
-from crossent.losses.linear import default_chunk_rows
-
-# Rows of the [N, V_local] logits are worked on a chunk of about this many logits at a time, as
-# in crossent.losses.cross_entropy, so that the fp32 temporaries stay the size of one chunk.
-_CHUNK_ELEMENTS = 1 << 20
+from crossent.losses._lm_head import HeadGrads, chunk_logits, scored_chunks
+from crossent.losses._mean import mean_denominator
 
 
 @dataclass(frozen=True)
@@ -265,14 +261,7 @@ def _reduce(token_loss: Tensor, scored: Tensor, reduction: str, leading: torch.S
         return token_loss.reshape(leading)
     if reduction == "sum":
         return token_loss.sum()
-    # Nothing scored: every term is 0, so dividing by 1 gives the documented 0.
-    return token_loss.sum() / scored.sum().clamp(min=1).to(token_loss.dtype)
-
-
-def _row_chunks(num_rows: int, num_classes: int) -> Iterator[slice]:
-    rows = max(1, _CHUNK_ELEMENTS // num_classes)
-    for start in range(0, num_rows, rows):
-        yield slice(start, min(start + rows, num_rows))
+    return token_loss.sum() / mean_denominator(scored.sum()).to(token_loss.dtype)
 
 
 def _local_target(target: Tensor, shard: _Shard) -> tuple[Tensor, Tensor]:
@@ -301,7 +290,7 @@ def _global_stats(logits: Tensor, target: Tensor, shard: _Shard) -> tuple[Tensor
     in_slice, index = _local_target(target, shard)
     columns = 3 if shard.label_smoothing else 2
     sums = torch.zeros(num_rows, columns, dtype=dtype, device=logits.device)
-    for rows in _row_chunks(num_rows, shard.local_size):
+    for rows in row_chunks(num_rows, shard.local_size):
         shifted = logits[rows].to(dtype) - row_max[rows, None]
         target_logit = shifted.gather(-1, index[rows, None]).squeeze(-1)
         sums[rows, 1] = torch.where(in_slice[rows], target_logit, 0.0)
@@ -380,24 +369,11 @@ class _VocabParallelFunction(torch.autograd.Function):
         shard: _Shard = ctx.shard
         grad_loss = torch.where(target != shard.ignore_index, grad_token.to(row_max.dtype), 0.0)
         grad_logits = torch.empty_like(logits)
-        for rows in _row_chunks(logits.shape[0], shard.local_size):
+        for rows in row_chunks(logits.shape[0], shard.local_size):
             grad_logits[rows] = _logit_grad(
                 logits[rows], row_max[rows], log_norm[rows], target[rows], grad_loss[rows], shard
             )
         return grad_logits, None, None
-
-
-def _chunk_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``[r, V_local]`` logits, multiplied in the inputs' dtype, returned in the compute dtype."""
-    logits = hidden @ weight.T if bias is None else torch.addmm(bias, hidden, weight.T)
-    return logits.to(compute_dtype(hidden.dtype))
-
-
-def _scored_chunks(target: Tensor, shard: _Shard, chunk_rows: int) -> Iterator[Tensor]:
-    """Indices of the scored tokens, ``chunk_rows`` at a time: the same chunks on every rank."""
-    rows = (target != shard.ignore_index).nonzero().squeeze(-1)
-    for start in range(0, rows.numel(), chunk_rows):
-        yield rows[start : start + chunk_rows]
 
 
 class _LinearVocabParallelFunction(torch.autograd.Function):
@@ -419,8 +395,8 @@ class _LinearVocabParallelFunction(torch.autograd.Function):
         row_max = torch.zeros(num_tokens, dtype=dtype, device=hidden.device)
         log_norm = torch.zeros(num_tokens, dtype=dtype, device=hidden.device)
         with torch.no_grad():
-            for index in _scored_chunks(target, shard, chunk_rows):
-                logits = _chunk_logits(hidden[index], weight, bias)
+            for index in scored_chunks(target, shard.ignore_index, chunk_rows):
+                logits = chunk_logits(hidden[index], weight, bias).to(dtype)
                 chunk_max, sums = _global_stats(logits, target[index], shard)
                 token_loss[index] = _token_loss(chunk_max, sums, target[index], shard)
                 row_max[index] = chunk_max
@@ -440,33 +416,19 @@ class _LinearVocabParallelFunction(torch.autograd.Function):
         needs = ctx.needs_input_grad
         dtype = row_max.dtype
         grad_loss = grad_token.to(dtype)
-        grad_hidden = torch.zeros(hidden.shape, dtype=dtype, device=hidden.device)
-        grad_weight = torch.zeros(weight.shape, dtype=dtype, device=weight.device)
-        grad_bias = torch.zeros(weight.shape[0], dtype=dtype, device=weight.device)
-        for index in _scored_chunks(target, shard, ctx.chunk_rows):
+        grads = HeadGrads.zeros(hidden, weight, dtype, needs)
+        for index in scored_chunks(target, shard.ignore_index, ctx.chunk_rows):
             chunk_hidden = hidden[index]
             grad_logits = _logit_grad(
-                _chunk_logits(chunk_hidden, weight, bias),
+                chunk_logits(chunk_hidden, weight, bias).to(dtype),
                 row_max[index],
                 log_norm[index],
                 target[index],
                 grad_loss[index],
                 shard,
             ).to(hidden.dtype)
-            if needs[0]:
-                grad_hidden[index] = (grad_logits @ weight).to(dtype)
-            if needs[1]:
-                grad_weight.addmm_(grad_logits.T.to(dtype), chunk_hidden.to(dtype))
-            if needs[2]:
-                grad_bias += grad_logits.sum(0, dtype=dtype)
+            grads.add_chunk(index, chunk_hidden, weight, grad_logits)
         if needs[0]:
             # Each rank holds its slice's share of d loss / d hidden; summed in the compute dtype.
-            dist.all_reduce(grad_hidden, op=dist.ReduceOp.SUM, group=shard.group)
-        return (
-            grad_hidden.to(hidden.dtype) if needs[0] else None,
-            grad_weight.to(weight.dtype) if needs[1] else None,
-            grad_bias.to(bias.dtype) if needs[2] and bias is not None else None,
-            None,
-            None,
-            None,
-        )
+            dist.all_reduce(grads.hidden, op=dist.ReduceOp.SUM, group=shard.group)
+        return (*grads.for_inputs(hidden, weight, bias), None, None, None)

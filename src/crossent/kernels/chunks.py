@@ -1,0 +1,47 @@
+"""How many rows of logits a chunk holds: the one home of every chunk-size rule.
+
+A loss walks its ``[N, V]`` logits a chunk of rows at a time so that no fp32 temporary is larger
+than a chunk. Three budgets, each measured for its own job:
+
+* :data:`LOGITS_PER_CHUNK` for logits that already exist (:mod:`crossent.losses.cross_entropy`,
+  :mod:`crossent.losses.parallel`): large enough that the per-chunk overhead vanishes, small
+  enough that a chunk's fp32 work (4 MiB) stays in cache between passes. Measured on a 2-core
+  CPU at V=50304: 2^20 beat 2^18 and 2^22.
+* :data:`LOGITS_PER_CACHE_BLOCK` inside the PyTorch rows (:mod:`crossent.kernels.torch_rows`):
+  2 MiB of fp32, so that its five passes over a block (log-softmax, max, exp, scale, copy) hit
+  the cache, not memory.
+* :data:`HEAD_CHUNK_BYTES` for logits a fused LM head computes (:func:`default_chunk_rows`):
+  there the chunk is the only large temporary, and larger matrix products run at full speed.
+
+The budgets are read when a chunk is cut, not when this module is imported, so a test can shrink
+them to force many chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+LOGITS_PER_CHUNK = 1 << 20
+LOGITS_PER_CACHE_BLOCK = 1 << 19
+HEAD_CHUNK_BYTES = 64 << 20
+
+
+def row_chunks(num_rows: int, num_classes: int, logits: int | None = None) -> Iterator[slice]:
+    """Consecutive slices of ``num_rows`` rows, each of about ``logits`` logits (at least a row).
+
+    ``logits`` defaults to :data:`LOGITS_PER_CHUNK`.
+    """
+    budget = LOGITS_PER_CHUNK if logits is None else logits
+    rows = max(1, budget // max(1, num_classes))
+    for start in range(0, num_rows, rows):
+        yield slice(start, min(start + rows, num_rows))
+
+
+def default_chunk_rows(vocab_size: int) -> int:
+    """Tokens per chunk of a fused LM head: as many as fit ``HEAD_CHUNK_BYTES`` of fp32 logits.
+
+    The chunk shrinks with the vocabulary down to a single token, whose logits stay below the
+    budget for any V up to 16 million, so the vocabulary itself never needs splitting: 256k
+    classes still give 65 tokens a chunk.
+    """
+    return max(1, HEAD_CHUNK_BYTES // (4 * vocab_size))

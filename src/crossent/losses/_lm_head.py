@@ -1,0 +1,79 @@
+"""The chunk walk of a fused LM-head loss, shared by the single-device and vocab-parallel ones.
+
+:mod:`crossent.losses.linear` and :mod:`crossent.losses.parallel` never hold the ``[N, V]``
+logits of ``hidden @ weight.T + bias``: they take the scored tokens a chunk at a time, compute
+that chunk's logits, reduce them, and turn the chunk's logit gradient into the gradients of
+``hidden``, ``weight`` and ``bias``. This module holds those three shared steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def scored_chunks(target: Tensor, ignore_index: int, chunk_rows: int) -> Iterator[Tensor]:
+    """Indices ``[<= chunk_rows]`` of the tokens whose target is scored, a chunk at a time.
+
+    Ignored tokens are dropped before any projection, so they cost nothing.
+    """
+    rows = (target != ignore_index).nonzero().squeeze(-1)
+    for start in range(0, rows.numel(), chunk_rows):
+        yield rows[start : start + chunk_rows]
+
+
+def chunk_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """The raw ``[rows, V]`` logits of a chunk of ``[rows, d]`` hidden states, in their dtype."""
+    return hidden @ weight.T if bias is None else torch.addmm(bias, hidden, weight.T)
+
+
+@dataclass(frozen=True)
+class HeadGrads:
+    """Gradients of ``hidden`` ``[N, d]``, ``weight`` ``[V, d]`` and ``bias`` ``[V]``, summed
+    chunk by chunk in the compute dtype.
+
+    ``needs`` says which of the three are wanted (autograd's ``needs_input_grad``): a frozen head
+    or frozen hidden states saves its matrix product.
+    """
+
+    hidden: Tensor
+    weight: Tensor
+    bias: Tensor
+    needs: tuple[bool, bool, bool]
+
+    @classmethod
+    def zeros(
+        cls, hidden: Tensor, weight: Tensor, dtype: torch.dtype, needs: tuple[bool, ...]
+    ) -> HeadGrads:
+        return cls(
+            torch.zeros(hidden.shape, dtype=dtype, device=hidden.device),
+            torch.zeros(weight.shape, dtype=dtype, device=weight.device),
+            torch.zeros(weight.shape[0], dtype=dtype, device=weight.device),
+            (needs[0], needs[1], needs[2]),
+        )
+
+    def add_chunk(
+        self, index: Tensor, chunk_hidden: Tensor, weight: Tensor, grad_logits: Tensor
+    ) -> None:
+        """Add one chunk's share, from its ``[rows, V]`` logit gradient (``chunk_hidden``'s
+        dtype) and its ``[rows, d]`` hidden states, the tokens ``index`` of the batch."""
+        dtype = self.hidden.dtype
+        if self.needs[0]:
+            self.hidden[index] = (grad_logits @ weight).to(dtype)
+        if self.needs[1]:
+            self.weight.addmm_(grad_logits.T.to(dtype), chunk_hidden.to(dtype))
+        if self.needs[2]:
+            self.bias.add_(grad_logits.sum(0, dtype=dtype))
+
+    def for_inputs(
+        self, hidden: Tensor, weight: Tensor, bias: Tensor | None
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """The wanted gradients in the inputs' dtypes, None for the others, as backward returns."""
+        return (
+            self.hidden.to(hidden.dtype) if self.needs[0] else None,
+            self.weight.to(weight.dtype) if self.needs[1] else None,
+            self.bias.to(bias.dtype) if self.needs[2] and bias is not None else None,
+        )
