@@ -15,8 +15,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from crossent.comparison import compare
 from crossent.data import Document
 from crossent.models import HFCausalLM, load_model
-from crossent.models.huggingface import _embedded_gguf as embedded_gguf
-from crossent.models.huggingface import gguf_cache_dir
+from crossent.models.gguf import embedded_gguf, gguf_cache_dir
 
 TEXT = "Every effort moves you. The cat sat on the mat, and the dog looked at the cat.\n" * 2
 

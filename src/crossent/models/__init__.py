@@ -10,7 +10,8 @@ tokenizer.
 from crossent.models.bpe import train_bpe_tokenizer
 from crossent.models.checkpoint import GPTCausalLM, load_gpt, save_gpt
 from crossent.models.gpt import GPT, GPTConfig, from_gpt2_state_dict, to_gpt2_state_dict
-from crossent.models.huggingface import DEFAULT_MODEL, HFCausalLM, load_model
+from crossent.models.huggingface import HFCausalLM
+from crossent.models.loading import DEFAULT_MODEL, load_model
 from crossent.models.protocol import CausalLM, Tokenizer
 
 __all__ = [
