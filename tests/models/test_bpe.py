@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from transformers import PreTrainedTokenizerFast
 
 from crossent.models import train_bpe_tokenizer
-from crossent.models.huggingface import HFTokenizer
+from crossent.models.tokenizer import HFTokenizer
 
 TRAINING_TEXT = (
     "The quick brown fox jumps over the lazy dog. The dog sleeps; the fox runs away.\n"

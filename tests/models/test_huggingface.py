@@ -1,18 +1,17 @@
-"""The embedded SmolLM2 through the CausalLM protocol, checked against transformers itself."""
+"""HFCausalLM: the embedded SmolLM2 through the CausalLM protocol, checked against transformers."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import huggingface_hub
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedModel
 
-from crossent.models import CausalLM, HFCausalLM, Tokenizer, load_model
-from crossent.models.huggingface import _embedded_gguf, gguf_cache_dir
+from crossent.models import CausalLM, HFCausalLM, Tokenizer, train_bpe_tokenizer
 
+TINY = LlamaConfig(
+    vocab_size=300, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+    num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+)  # fmt: skip
 TEXT = "The quick brown fox jumps over the lazy dog. Ça va? 日本語, emoji 🦊 and a tab\there."
 
 
@@ -39,14 +38,6 @@ def test_smollm2_facts(smollm2: HFCausalLM) -> None:
     assert tokenizer.decode([1, 2]) == "<|im_start|><|im_end|>"
 
 
-def test_tokenizer_round_trips_without_special_tokens(smollm2: HFCausalLM) -> None:
-    ids = smollm2.tokenizer.encode(TEXT)
-    assert all(isinstance(token, int) for token in ids)
-    assert smollm2.tokenizer.bos_token_id not in ids
-    assert smollm2.tokenizer.decode(ids) == TEXT
-    assert smollm2.tokenizer.encode("") == []
-
-
 def test_hidden_states_through_the_head_are_the_models_logits(smollm2: HFCausalLM) -> None:
     ids = torch.tensor([smollm2.tokenizer.encode(TEXT)] * 2)  # (B, T)
     hidden = smollm2.hidden_states(ids)
@@ -65,74 +56,29 @@ def test_hidden_states_refuses_bad_input(smollm2: HFCausalLM) -> None:
         smollm2.hidden_states(too_long)
 
 
-def test_second_load_comes_from_the_cache(smollm2: HFCausalLM) -> None:
-    entry = gguf_cache_dir(_embedded_gguf())
-    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(os.listdir(entry))
-    assert not [name for name in os.listdir(entry.parent) if name.startswith(".")]
-    again = load_model("smollm2-135m", device="cpu")
-    ids = torch.tensor([smollm2.tokenizer.encode(TEXT)])
-    assert torch.equal(again.hidden_states(ids), smollm2.hidden_states(ids))
-    assert torch.equal(again.head_weight, smollm2.head_weight)
+def _tiny(**config: object) -> PreTrainedModel:
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(LlamaConfig(**{**TINY.to_dict(), **config}))
 
 
-@pytest.mark.slow
-def test_cached_model_equals_transformers_gguf_loading(smollm2: HFCausalLM) -> None:
-    """The oracle: transformers' own dequantisation of the GGUF file, not our cache."""
-    gguf = _embedded_gguf()
-    reference = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-    )
-    ids = torch.tensor([smollm2.tokenizer.encode(TEXT)])
-    with torch.no_grad():
-        expected = reference(input_ids=ids).logits
-    logits = smollm2.hidden_states(ids) @ smollm2.head_weight.T
-    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+def test_a_model_that_scales_its_logits_is_refused() -> None:
+    tokenizer = train_bpe_tokenizer(["a tiny text"] * 10, vocab_size=300)
+    with pytest.raises(ValueError, match=r"transforms its logits \(logit_scale=2\.0\)"):
+        HFCausalLM(_tiny(logit_scale=2.0), tokenizer, name="scaled")
+    assert HFCausalLM(_tiny(logit_scale=1.0), tokenizer, name="plain").vocab_size == 300
 
 
-def test_cache_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("CROSSENT_CACHE_DIR", str(tmp_path))
-    entry = gguf_cache_dir(_embedded_gguf())
-    assert entry.parent == tmp_path / "models"
-    assert entry.name.startswith("SmolLM2-135M-Instruct.Q4_1-")
+def test_logits_other_than_hidden_states_at_the_head_are_refused() -> None:
+    """A change no config field announces is caught by computing a few logits both ways."""
+    tokenizer = train_bpe_tokenizer(["a tiny text"] * 10, vocab_size=300)
+    model = _tiny()
+    plain = model.forward
 
+    def shifted(*args: object, **kwargs: object) -> object:
+        output = plain(*args, **kwargs)
+        output.logits = output.logits + torch.arange(output.logits.shape[-1])
+        return output
 
-def test_a_folder_without_config_is_not_a_model(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"is not a model: no config\.json in"):
-        load_model(tmp_path)
-
-
-def test_a_file_that_is_not_gguf_is_not_a_model(tmp_path: Path) -> None:
-    weights = tmp_path / "model.bin"
-    weights.write_bytes(b"\0" * 16)
-    with pytest.raises(ValueError, match="is not a model: expected a Hugging Face model directory"):
-        load_model(weights)
-
-
-def test_a_broken_gguf_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("CROSSENT_CACHE_DIR", str(tmp_path / "cache"))
-    broken = tmp_path / "broken.gguf"
-    broken.write_bytes(b"not a gguf file")
-    with pytest.raises(ValueError, match="is not a GGUF model transformers can load"):
-        load_model(broken)
-    assert os.listdir(tmp_path / "cache" / "models") == []
-
-
-def test_a_missing_path_does_not_exist(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="does not exist"):
-        load_model(tmp_path / "nowhere.gguf")
-    with pytest.raises(ValueError, match="does not exist"):
-        load_model("./no/such/model")
-
-
-def test_a_hub_name_offline_fails_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Offline, the Hub is refused at once instead of after about 30 s of retries. The flag is
-    # read when huggingface_hub is imported, so the module's copy is set too.
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ValueError, match="Hugging Face Hub is unreachable") as caught:
-        load_model("crossent-no-such-owner/no-such-model")
-    message = str(caught.value)
-    assert message.startswith(
-        "model 'crossent-no-such-owner/no-such-model' is not a local directory or .gguf file"
-    )
-    assert "\n" not in message
+    model.forward = shifted  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="computes its logits in a way crossent does not support"):
+        HFCausalLM(model, tokenizer, name="shifted")

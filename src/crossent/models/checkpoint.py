@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,10 @@ import safetensors.torch
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from crossent.files import staging_folder, write_text_atomically
 from crossent.models.gpt import GPT, GPTConfig
-from crossent.models.huggingface import HFTokenizer
+from crossent.models.protocol import CausalLMBase
+from crossent.models.tokenizer import HFTokenizer
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "GPTCausalLM", "load_gpt", "save_gpt"]
 
@@ -37,7 +38,7 @@ _FORMAT = "crossent-gpt"
 _VERSION = 1
 
 
-class GPTCausalLM:
+class GPTCausalLM(CausalLMBase[HFTokenizer]):
     """A crossent :class:`~crossent.models.gpt.GPT` and its tokenizer, seen as a ``CausalLM``.
 
     The module is used as it is: wrapping a model in training changes neither its mode nor its
@@ -54,30 +55,13 @@ class GPTCausalLM:
 
     def __init__(self, module: GPT, tokenizer: PreTrainedTokenizerBase, *, name: str) -> None:
         _check_fits(module.config, tokenizer, name)
+        super().__init__(
+            name=name,
+            tokenizer=HFTokenizer(tokenizer),
+            context_length=module.config.context_length,
+        )
         self.module = module
         self.hf_tokenizer = tokenizer
-        self._tokenizer = HFTokenizer(tokenizer)
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def tokenizer(self) -> HFTokenizer:
-        return self._tokenizer
-
-    @property
-    def context_length(self) -> int:
-        return self.module.config.context_length
-
-    @property
-    def vocab_size(self) -> int:
-        return self.module.config.vocab_size
-
-    @property
-    def device(self) -> torch.device:
-        return self.module.head_weight.device
 
     @property
     def head_weight(self) -> torch.Tensor:
@@ -122,7 +106,11 @@ def save_gpt(
     path = Path(folder).expanduser()
     _check_fits(model.config, tokenizer, os.fspath(folder))
     path.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=path))
+    # Not write_folder_atomically: it replaces the whole folder, and other files (training's
+    # state) must stay, so each file is renamed into place on its own. The staging folder sits
+    # inside the checkpoint, beside the files it replaces: the same file system even when the
+    # checkpoint folder is a mount point, and its parent need not be writable.
+    staging = staging_folder(path / WEIGHTS_FILE)
     try:
         weights = {
             name: tensor.detach().to("cpu").contiguous()
@@ -132,12 +120,11 @@ def save_gpt(
         tokenizer.save_pretrained(staging)
         for file in sorted(staging.iterdir()):
             os.replace(file, path / file.name)
-        record = {"format": _FORMAT, "version": _VERSION, "config": model.config.to_dict()}
-        config_file = staging / CONFIG_FILE
-        config_file.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        os.replace(config_file, path / CONFIG_FILE)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    # Last: its presence is what makes the folder a checkpoint.
+    record = {"format": _FORMAT, "version": _VERSION, "config": model.config.to_dict()}
+    write_text_atomically(path / CONFIG_FILE, json.dumps(record, indent=2) + "\n")
     return path
 
 

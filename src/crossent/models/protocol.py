@@ -7,12 +7,15 @@ the LM head consumes) and for the head's weight and bias, and hand those to
 The contract that makes this exact: for every implementation,
 ``logits == hidden_states(input_ids) @ head_weight.T (+ head_bias)``. A model whose own logits are
 anything else (soft-capped, scaled) must be refused by its loader, not approximated.
+
+:class:`CausalLMBase` is the part of the protocol every adapter implements the same way.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import torch
 
@@ -87,3 +90,59 @@ class CausalLM(Protocol):
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The final hidden states, after the last norm: ``[B, T]`` int64 -> ``[B, T, d]``."""
         ...
+
+
+TokenizerT = TypeVar("TokenizerT", bound=Tokenizer)
+
+
+class CausalLMBase(ABC, Generic[TokenizerT]):
+    """What every adapter's :class:`CausalLM` shares: a name, a tokenizer, a context length.
+
+    An adapter passes those three to ``__init__`` and defines the head and
+    :meth:`hidden_states`; the vocabulary size and the device are read off the head, so they
+    cannot disagree with it.
+
+    Args:
+        name: What the user called the model.
+        tokenizer: Its tokenizer, as the protocol sees it.
+        context_length: The most tokens one input row may have.
+    """
+
+    def __init__(self, *, name: str, tokenizer: TokenizerT, context_length: int) -> None:
+        self._name = name
+        self._tokenizer = tokenizer
+        self._context_length = context_length
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def tokenizer(self) -> TokenizerT:
+        return self._tokenizer
+
+    @property
+    def context_length(self) -> int:
+        return self._context_length
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.head_weight.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.head_weight.device
+
+    @property
+    @abstractmethod
+    def head_weight(self) -> torch.Tensor:
+        """The LM head weight, ``[V, d]``."""
+
+    @property
+    @abstractmethod
+    def head_bias(self) -> torch.Tensor | None:
+        """The LM head bias, ``[V]``, or ``None``."""
+
+    @abstractmethod
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The final hidden states, after the last norm: ``[B, T]`` int64 -> ``[B, T, d]``."""

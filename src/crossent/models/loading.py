@@ -1,0 +1,88 @@
+"""From what a user typed to a :class:`~crossent.models.protocol.CausalLM`: the one dispatch.
+
+What :func:`load_model` accepts, in the order it decides:
+
+* ``None`` or ``"smollm2-135m"`` (:data:`DEFAULT_MODEL`): the embedded SmolLM2-135M-Instruct
+  GGUF file (:mod:`crossent.models.gguf`).
+* A directory holding ``crossent_gpt.json``: a GPT saved by crossent
+  (:func:`crossent.models.checkpoint.load_gpt`).
+* A directory holding ``config.json``: a Hugging Face model, loaded without the network.
+* A file ending in ``.gguf``: dequantised by transformers' GGUF support, once, then cached.
+* Anything else that is not an existing path: a Hugging Face Hub name, where the network allows.
+
+Each kind of model has its own module; this one only decides which of them a spec names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from crossent.models import checkpoint, gguf, huggingface
+from crossent.models.protocol import CausalLM
+
+__all__ = ["DEFAULT_MODEL", "load_model"]
+
+# The model shipped with crossent: no download, no network.
+DEFAULT_MODEL = gguf.EMBEDDED_MODEL
+
+# Hub repository ids: "name" or "owner/name".
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+def load_model(
+    spec: str | os.PathLike[str] | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+) -> CausalLM:
+    """Load a causal LM for evaluation (eval mode, no gradients).
+
+    Args:
+        spec: ``None`` or ``"smollm2-135m"`` (the embedded default), a crossent GPT
+            checkpoint folder, a Hugging Face model directory, a ``.gguf`` file, or a Hugging
+            Face Hub name.
+        dtype: The dtype of the weights (GGUF files are dequantised to float32 first).
+        device: Where to put the model; ``None`` picks CUDA when present, else the CPU.
+
+    Returns:
+        The model behind the :class:`~crossent.models.protocol.CausalLM` protocol.
+
+    Raises:
+        ValueError: ``spec`` is not a model, does not exist, names a Hub model while the Hub
+            is unreachable, or is a model whose logits crossent cannot reproduce; the message
+            is one line a user can act on.
+
+    Example:
+        >>> model = load_model()  # doctest: +SKIP
+        >>> model.vocab_size, model.context_length  # doctest: +SKIP
+        (49152, 8192)
+    """
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if spec is None or spec == DEFAULT_MODEL:
+        folder = gguf.converted_gguf(gguf.embedded_gguf())
+        return huggingface.load_directory(folder, name=DEFAULT_MODEL, dtype=dtype, device=device)
+    name = os.fspath(spec)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if (path / checkpoint.CONFIG_FILE).is_file():
+            return checkpoint.load_gpt(name, device=device, dtype=dtype)
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{name!r} is not a model: no config.json in {path}")
+        return huggingface.load_directory(path, name=name, dtype=dtype, device=device)
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ValueError(
+                f"{name!r} is not a model: expected a Hugging Face model directory "
+                "(with config.json) or a .gguf file"
+            )
+        folder = gguf.converted_gguf(path)
+        return huggingface.load_directory(folder, name=name, dtype=dtype, device=device)
+    if _HUB_NAME.fullmatch(name) and not name.lower().endswith(".gguf"):
+        return huggingface.load_hub(name, dtype=dtype, device=device)
+    raise ValueError(f"model {name!r} does not exist")
