@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from crossent.explain.checks import Check, relative_tolerance
 from crossent.explain.numbers import check_finite, log, log_softmax
@@ -143,9 +144,11 @@ def explain_distributions(
 
     # crossent's numbers, from the logits it would see in a model: ln q (or the given logits).
     row = torch.tensor([given_logits if given_logits is not None else log_q], dtype=torch.float64)
-    class_target = torch.tensor([index]) if index is not None else None
+    # a class index (int64) for a label, a probability row for a distribution p
     loss_target = (
-        class_target if class_target is not None else torch.tensor([p_values], dtype=torch.float64)
+        torch.tensor([index])
+        if index is not None
+        else torch.tensor([p_values], dtype=torch.float64)
     )
     nats = float(cross_entropy(row, loss_target, label_smoothing=eps))
     log_smoothed = torch.tensor([[log(weight) for weight in smoothed]], dtype=torch.float64)
@@ -153,30 +156,7 @@ def explain_distributions(
     entropy = float(cross_entropy(log_smoothed, smoothed_target))
     kl = float(kl_divergence(row, log_smoothed))
 
-    checks = [
-        Check(
-            "the sum of the terms (Python math)",
-            math.fsum(terms),
-            nats,
-            relative_tolerance(_FLOAT64_TOLERANCE, nats),
-        ),
-        Check(
-            "crossent.reference.cross_entropy (float64)",
-            float(reference.cross_entropy(row, loss_target, label_smoothing=eps)),
-            nats,
-            relative_tolerance(_FLOAT64_TOLERANCE, nats),
-        ),
-    ]
-    # PyTorch multiplies 0 by ln 0 = -inf for probability targets, giving NaN: no check there.
-    if class_target is not None or all(value > 0 for value in q_values):
-        checks.append(
-            Check(
-                "torch.nn.functional.cross_entropy",
-                float(F.cross_entropy(row, loss_target, label_smoothing=eps)),
-                nats,
-                relative_tolerance(_FLOAT64_TOLERANCE, nats),
-            )
-        )
+    checks = _loss_checks(row, loss_target, eps, terms, nats, q_values)
     checks += _identity_checks(smoothed, log_q, nats, entropy, kl)
     return DistributionExplanation(
         labels=names,
@@ -273,6 +253,42 @@ def _distribution(values: Sequence[float], name: str, labels: Sequence[str]) -> 
 def _term(p: float, log_q: float) -> float:
     """``-p ln q``, with ``0 ln 0 = 0``: a class the target gives no mass costs nothing."""
     return 0.0 if p == 0 else -p * log_q
+
+
+def _loss_checks(
+    row: Tensor,
+    loss_target: Tensor,
+    eps: float,
+    terms: tuple[float, ...],
+    nats: float,
+    q_values: tuple[float, ...],
+) -> list[Check]:
+    """crossent's ``H(p, q)`` against the sum of the terms, the reference and PyTorch."""
+    checks = [
+        Check(
+            "the sum of the terms (Python math)",
+            math.fsum(terms),
+            nats,
+            relative_tolerance(_FLOAT64_TOLERANCE, nats),
+        ),
+        Check(
+            "crossent.reference.cross_entropy (float64)",
+            float(reference.cross_entropy(row, loss_target, label_smoothing=eps)),
+            nats,
+            relative_tolerance(_FLOAT64_TOLERANCE, nats),
+        ),
+    ]
+    # PyTorch multiplies 0 by ln 0 = -inf for probability targets, giving NaN: no check there.
+    if loss_target.dtype == torch.int64 or all(value > 0 for value in q_values):
+        checks.append(
+            Check(
+                "torch.nn.functional.cross_entropy",
+                float(F.cross_entropy(row, loss_target, label_smoothing=eps)),
+                nats,
+                relative_tolerance(_FLOAT64_TOLERANCE, nats),
+            )
+        )
+    return checks
 
 
 def _identity_checks(
