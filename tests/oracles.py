@@ -3,9 +3,10 @@
 :func:`composed_cross_entropy` is the oracle for the options PyTorch's loss lacks (z-loss,
 soft-capping): the formula written with PyTorch's own ops.
 
-The tolerance follows Apple's cut-cross-entropy tests: an implementation at a given dtype passes
-when its error against a float64 ground truth is no worse than PyTorch's own error at that dtype,
-plus a small margin proportional to the dtype's resolution.
+The tolerance is :mod:`crossent.tolerance` (Apple's cut-cross-entropy rule: an implementation at a
+given dtype passes when its error against a float64 ground truth is no worse than PyTorch's own
+error at that dtype, plus a small margin proportional to the dtype's resolution), the same rule
+``crossent explain`` checks its numbers by.
 """
 
 from __future__ import annotations
@@ -14,13 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# Margin, in units of the dtype's machine epsilon, allowed beyond PyTorch's own error.
-_MARGIN_EPS = {
-    torch.float64: 64.0,
-    torch.float32: 16.0,
-    torch.float16: 4.0,
-    torch.bfloat16: 4.0,
-}
+from crossent.tolerance import worse_than_torch
 
 
 def assert_no_worse_than_torch(
@@ -28,17 +23,16 @@ def assert_no_worse_than_torch(
 ) -> None:
     """Each element of ``ours`` is as close to ``truth`` as PyTorch's, up to a small margin.
 
-    The margin scales with the size of the values compared (their largest magnitude), so
-    near-zero gradient entries are judged on the scale of the gradient, not on their own.
+    The rule is :func:`crossent.tolerance.worse_than_torch`: the margin scales with the size of
+    the values compared (their largest magnitude), so near-zero gradient entries are judged on
+    the scale of the gradient, not on their own.
     """
     assert ours.shape == truth.shape, f"{what}: shape {tuple(ours.shape)} != {tuple(truth.shape)}"
-    truth = truth.double()
-    ours_error = (ours.double() - truth).abs()
-    torch_error = (torch_value.double() - truth).abs()
-    scale = truth.abs().max().item() if truth.numel() else 0.0
-    margin = _MARGIN_EPS[dtype] * torch.finfo(dtype).eps * (truth.abs() + scale + 1e-30)
-    worse = ours_error > torch_error + margin
+    worse = worse_than_torch(ours, torch_value, truth, dtype)
     if bool(worse.any()):
+        truth = truth.double()
+        ours_error = (ours.double() - truth).abs()
+        torch_error = (torch_value.double() - truth).abs()
         index = tuple(worse.nonzero()[0].tolist())
         raise AssertionError(
             f"{what} at {dtype}: error {ours_error.max().item():.3e} exceeds PyTorch's "

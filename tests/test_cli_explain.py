@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import crossent.explain
+import crossent.explain.distributions
 from crossent.cli import main
 
 BAD_INPUT = [
@@ -128,10 +128,32 @@ def test_a_disagreeing_check_fails_the_command(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The command verifies its numbers: a wrong crossent loss makes it exit 1, saying which."""
-    real = crossent.explain.cross_entropy
+    real = crossent.explain.distributions.cross_entropy
     monkeypatch.setattr(
-        crossent.explain, "cross_entropy", lambda *args, **kwargs: real(*args, **kwargs) + 0.01
+        crossent.explain.distributions,
+        "cross_entropy",
+        lambda *args, **kwargs: real(*args, **kwargs) + 0.01,
     )
     assert main(["explain", "--probs", "0.2,0.7,0.1", "--target", "1"]) == 1
     error = capsys.readouterr().err
     assert error.startswith("crossent: error: checks disagree: the sum of the terms")
+
+
+def test_the_terminal_text_needs_no_matplotlib(tmp_path: Path) -> None:
+    """Without the ``report`` extra the command still prints its text; only figures need it."""
+    hide = "import sys; sys.modules['matplotlib'] = None; from crossent.cli import main; "
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", hide + f"sys.exit(main({arguments!r}))"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for arguments in (["explain"], ["explain", "--plots", str(tmp_path / "plots")])
+    ]
+    (text, text_error), (plots, plots_error) = (run.communicate(timeout=300) for run in runs)
+    assert runs[0].returncode == 0, text_error
+    assert "H(p, q) = 0.356675 nats = 0.514573 bits; perplexity e^H = 1.428571" in text
+    assert runs[1].returncode == 2
+    assert "H(p, q)" not in plots  # refused before the text is printed
+    assert "needs the 'report' extra (matplotlib missing)" in plots_error

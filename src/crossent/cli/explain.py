@@ -66,77 +66,45 @@ def run(args: argparse.Namespace) -> int:
     from crossent import explain
     from crossent.files import check_html_path, check_outputs
 
-    toy = [name for name in ("probs", "logits", "labels", "target", "p") if vars(args)[name]]
-    toy += ["label-smoothing"] if args.label_smoothing else []
-    model = [name for name in ("model", "prefix") if vars(args)[name] is not None]
-    if args.text is not None and (toy or args.stability):
-        raise ValueError(f"a text takes no --{toy[0] if toy else 'stability'}; explain one thing")
-    if args.text is None and model:
-        raise ValueError(f"--{model[0]} is for explaining a text; give one")
+    request = explain.ExplainRequest(
+        text=args.text,
+        model=args.model,
+        prefix=args.prefix,
+        top_k=args.top_k,
+        probs=args.probs,
+        logits=args.logits,
+        labels=args.labels,
+        target=args.target,
+        p=args.p,
+        label_smoothing=args.label_smoothing,
+        stability=args.stability,
+    )
     check_html_path("--html", args.html)
     if args.json is not None and args.html is not None and args.json == args.html:
         raise ValueError(f"--json and --html both name {args.json}")
     check_outputs([], [args.json, args.html])
-
-    result: explain.DistributionExplanation | explain.TextExplanation | explain.StabilityExplanation
-    if args.stability:
-        if args.probs or args.p or args.label_smoothing:
-            raise ValueError("--stability takes --logits, --labels and --target only")
-        cases = list(explain.DEFAULT_STABILITY_CASES)
-        if args.logits:
-            if args.target is None:
-                raise ValueError("--stability with --logits needs --target")
-            labels = args.labels or [str(index) for index in range(len(args.logits))]
-            if len(labels) != len(args.logits):
-                raise ValueError(f"{len(labels)} labels for {len(args.logits)} logits")
-            if args.target not in labels:
-                raise ValueError(
-                    f"target {args.target!r} is not one of the labels: {', '.join(labels)}"
-                )
-            row, index = tuple(args.logits), labels.index(args.target)
-            cases = [
-                explain.StabilityCase(f"your logits, {dtype}", row, index, dtype)
-                for dtype in ("float32", "float64")
-            ]
-        elif toy:
-            raise ValueError(f"--stability without --logits takes no --{toy[0]}")
-        result = explain.explain_stability(cases)
-    elif args.text is not None:
-        explain.check_text(args.text)
-        result = explain.explain_text(
-            load(args.model, args, None), args.text, prefix=args.prefix, top_k=args.top_k
-        )
-    elif not toy:
+    if request.empty:
         print("No input given: seed 000's example (see crossent explain --help).\n")
-        result = explain.explain_distributions(
-            [0.2, 0.7, 0.1], labels=["dog", "cat", "fish"], target="cat"
-        )
-    else:
-        if args.probs is None and args.logits is None:
-            raise ValueError("give the prediction with --probs or --logits")
-        if args.target is None and args.p is None:
-            raise ValueError("give the right answer with --target LABEL, or a distribution --p")
-        result = explain.explain_distributions(
-            args.probs,
-            logits=args.logits,
-            labels=args.labels,
-            target=args.target,
-            p=args.p,
-            label_smoothing=args.label_smoothing,
-        )
-    # matplotlib is imported only now, so that bad input is refused without waiting for it
-    from crossent.extras import require
+    result = explain.explain(request, load_model=lambda spec: load(spec, args, None))
+    if args.html is not None or args.plots is not None:
+        # matplotlib is imported only now, so that bad input is refused without waiting for it
+        from crossent.extras import require
 
-    require("report", "crossent explain (its figures)")
-    from crossent.report.explain import format_explanation, render_explanation_page, write_plots
+        require("report", "crossent explain (its figures)")
+    from crossent.report.explain import format_explanation
 
     print(format_explanation(result))
     curves = explain.loss_curves_for(result)
     write_output(
         args.json, lambda: json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
     )
-    write_output(args.html, lambda: render_explanation_page(result, curves))
+    if args.html is not None:
+        from crossent.report.explain import render_explanation_page
+
+        write_output(args.html, lambda: render_explanation_page(result, curves))
     if args.plots is not None:
+        from crossent.report.explain import write_plots
+
         for path in write_plots(result, curves, args.plots):
             print(f"wrote {path}")
     failed = [check.what for check in (*result.checks, *curves.checks) if not check.agrees]
