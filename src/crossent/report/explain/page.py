@@ -19,7 +19,7 @@ from crossent.report.explain.digits import (
 )
 from crossent.report.explain.plots import figures
 from crossent.report.figures import inline_svg
-from crossent.report.html import BASE_STYLE, cell, page
+from crossent.report.page import BASE_STYLE, cell, page
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -241,7 +241,7 @@ def render_explanation_page(
     """One self-contained HTML page: the explanation's steps, tables, figures and checks.
 
     The figures are :func:`figures` drawn as inline SVG; the page loads nothing and runs no
-    script (see :func:`crossent.report.html.page`). Numbers carry ``data-metric`` attributes
+    script (see :func:`crossent.report.page.page`). Numbers carry ``data-metric`` attributes
     named as the keys of the explanation's ``to_dict``.
 
     Args:
