@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from crossent.data.counts import count_bytes
+
 
 @dataclass(frozen=True)
 class TextSplit:
@@ -25,7 +27,7 @@ class TextSplit:
     Attributes:
         train: the training text.
         validation: the validation text.
-        train_bytes: UTF-8 bytes of ``train``.
+        train_bytes: UTF-8 bytes of ``train`` (:func:`crossent.data.counts.count_bytes`).
         validation_bytes: UTF-8 bytes of ``validation``.
     """
 
@@ -51,7 +53,7 @@ def split_text(text: str, train_ratio: float) -> TextSplit:
         raise ValueError(
             f"a text of {len(text)} characters split at {train_ratio} leaves an empty part"
         )
-    return TextSplit(train, validation, len(train.encode()), len(validation.encode()))
+    return TextSplit(train, validation, count_bytes(train), count_bytes(validation))
 
 
 class TrainingRows:
