@@ -18,6 +18,7 @@ import torch
 
 from crossent.data import Text
 from crossent.data.stream import DocumentStream, Indexed, Prefix, pad_windows, scored_tokens
+from crossent.data.windows import check_window
 from crossent.distributed import deal, gather_lists
 from crossent.evaluation import (
     DEFAULT_WINDOW_CAP,
@@ -156,6 +157,8 @@ def compare(
         raise ValueError(f"largest must be at least 1, got {largest}")
     if window is None:
         window = min(model_a.context_length, model_b.context_length, DEFAULT_WINDOW_CAP)
+    for model in (model_a, model_b):  # before either runs, not once A's whole pass is done
+        check_window(window, stride, context=model.context_length)
     a, b = (
         evaluate(
             model,

@@ -230,17 +230,21 @@ def evaluate(
     meters.extend(NLLMeter() for _ in range(stream.count - len(meters)))
     if rank_and_world(group)[1] > 1:
         meters, tokens = _gather(meters, tokens, per_token, group)
-
-    scores = []
+    scores = _document_scores(stream, meters)
     total = NLLMeter()
-    for name, num_bytes, words, meter in zip(
-        stream.names, stream.bytes, stream.words, meters, strict=True
-    ):
-        scores.append(
-            DocumentScore(name, meter.tokens, num_bytes, words, meter.nll_nats, meter.correct)
-        )
-        total.merge(NLLMeter(meter.nll_nats, meter.tokens, num_bytes, words, meter.correct))
+    for score in scores:
+        total.merge(NLLMeter(score.nll_nats, score.tokens, score.bytes, score.words, score.correct))
     return EvaluationResult(model.name, window, stride, prefix, scores, total.result(), tokens)
+
+
+def _document_scores(stream: DocumentStream, meters: list[NLLMeter]) -> list[DocumentScore]:
+    """Each document's sums with the bytes and words the stream counted as it read it."""
+    return [
+        DocumentScore(name, meter.tokens, num_bytes, words, meter.nll_nats, meter.correct)
+        for name, num_bytes, words, meter in zip(
+            stream.names, stream.bytes, stream.words, meters, strict=True
+        )
+    ]
 
 
 def _token_scores(
