@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from crossent.data import Document, FileDocument, read_documents
-from crossent.evaluation import count_words, evaluate
+from crossent.data.counts import count_words
+from crossent.evaluation import evaluate
 from crossent.models import HFCausalLM
 
 TEXTS = [
@@ -67,11 +68,6 @@ def test_windows_and_batches_do_not_change_a_stride_equal_to_the_window(
     assert overlapping.documents[0].tokens == one.documents[0].tokens
     # More context per token: a lower loss on this text (each token sees >= 13 tokens, not >= 1).
     assert overlapping.documents[0].nll_nats < one.documents[0].nll_nats
-
-
-def test_word_count_is_lm_evals() -> None:
-    assert count_words("a  b\tc\n") == 4  # re.split gives a trailing empty piece, as lm-eval's
-    assert count_words("one") == 1
 
 
 @pytest.mark.parametrize(

@@ -15,20 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from crossent.data import Text
+from crossent.data.stream import DocumentStream, Indexed, Prefix, pad_windows, scored_tokens
+from crossent.data.windows import check_window
+from crossent.distributed import deal, gather_lists
 from crossent.evaluation import (
     DEFAULT_WINDOW_CAP,
     EvaluationResult,
-    Prefix,
     Progress,
     TokenScore,
-    _batched,
-    _DocumentStream,
-    _shard,
     evaluate,
-    pad_windows,
     prefix_token,
 )
 
@@ -160,6 +157,8 @@ def compare(
         raise ValueError(f"largest must be at least 1, got {largest}")
     if window is None:
         window = min(model_a.context_length, model_b.context_length, DEFAULT_WINDOW_CAP)
+    for model in (model_a, model_b):  # before either runs, not once A's whole pass is done
+        check_window(window, stride, context=model.context_length)
     a, b = (
         evaluate(
             model,
@@ -218,55 +217,50 @@ def _differences(
 ) -> list[TokenDifference]:
     """Both models on the same windows: per scored token, both losses, the KL and top-1s."""
     _, prefix_id = prefix_token(model_a, a.prefix)
-    stream = _DocumentStream(
+    stream = DocumentStream(
         model_a.tokenizer, documents, prefix_id, a.window, a.stride, offsets=False
     )
     texts = {(t.document, t.position): t for t in a.tokens}
-    rank, world = _shard(group)
     differences: list[TokenDifference] = []
     scored = 0
     with torch.no_grad():
-        for number, batch in enumerate(_batched(stream.windows(), batch_size)):
-            if number % world == rank:
-                windows = [win for _, win in batch]
-                inputs, targets = pad_windows(windows, model_a.device)
-                hidden_a = model_a.hidden_states(inputs)  # (B, T, d_a)
-                hidden_b = model_b.hidden_states(inputs.to(model_b.device))  # (B, T, d_b)
-                mask = targets != -100  # (B, T)
-                rows = _compare_rows(
-                    hidden_a[mask], model_a, hidden_b[mask.to(hidden_b.device)], model_b,
-                    targets[mask],
-                )  # fmt: skip
-                positions = [
-                    (index, win.first_position + j)
-                    for index, win in batch
-                    for j in range(win.score_from, len(win.targets))
-                ]
-                for (index, position), (nats_a, nats_b, kl, top_a, top_b) in zip(
-                    positions, rows, strict=True
-                ):
-                    token: TokenScore = texts[(index, position)]
-                    differences.append(
-                        TokenDifference(
-                            index,
-                            position,
-                            token.token_id,
-                            token.text,
-                            nats_a,
-                            nats_b,
-                            kl,
-                            top_a,
-                            top_b,
-                        )
-                    )
-            scored += sum(len(win.targets) - win.score_from for _, win in batch)
+        for batch, mine in deal(stream.batches(batch_size), group):
+            if mine:
+                differences += _batch_differences(model_a, model_b, batch, texts)
+            scored += scored_tokens(batch)
             if progress is not None:
                 progress(scored, stream.estimated_tokens())
-    if world > 1:
-        everyone: list[list[TokenDifference] | None] = [None] * world
-        dist.all_gather_object(everyone, differences, group=group)
-        differences = [d for part in everyone for d in part or []]
-    return sorted(differences, key=lambda d: (d.document, d.position))
+    return sorted(gather_lists(differences, group), key=lambda d: (d.document, d.position))
+
+
+def _batch_differences(
+    model_a: CausalLM,
+    model_b: CausalLM,
+    batch: list[Indexed],
+    texts: dict[tuple[int, int], TokenScore],
+) -> list[TokenDifference]:
+    """The :class:`TokenDifference` of every token one batch of windows scores, in order."""
+    inputs, targets = pad_windows([win for _, win in batch], model_a.device)
+    hidden_a = model_a.hidden_states(inputs)  # (B, T, d_a)
+    hidden_b = model_b.hidden_states(inputs.to(model_b.device))  # (B, T, d_b)
+    mask = targets != -100  # (B, T)
+    rows = _compare_rows(
+        hidden_a[mask], model_a, hidden_b[mask.to(hidden_b.device)], model_b, targets[mask]
+    )
+    positions = [
+        (index, win.first_position + j)
+        for index, win in batch
+        for j in range(win.score_from, len(win.targets))
+    ]
+    differences = []
+    for (index, position), (nats_a, nats_b, kl, top_a, top_b) in zip(positions, rows, strict=True):
+        token = texts[(index, position)]
+        differences.append(
+            TokenDifference(
+                index, position, token.token_id, token.text, nats_a, nats_b, kl, top_a, top_b
+            )
+        )
+    return differences
 
 
 def _compare_rows(

@@ -2,31 +2,32 @@
 
 Each document is tokenized whole, preceded by a prefix token, and cut into windows by
 :func:`crossent.data.rolling_windows` (the one place the scoring convention is written down).
-Windows from all documents are packed into batches, right-padded (a causal model never looks
-ahead, so padding after a window cannot change it), and scored from the model's final hidden
-states through :func:`crossent.linear_cross_entropy_with_stats` on its own LM head, so no
-``[tokens, V]`` fp32 logits are ever held. Sums are kept per document in float64.
+Windows from all documents are packed into batches by :class:`crossent.data.stream.DocumentStream`,
+right-padded (a causal model never looks ahead, so padding after a window cannot change it), and
+scored from the model's final hidden states through :func:`crossent.linear_cross_entropy_with_stats`
+on its own LM head, so no ``[tokens, V]`` fp32 logits are ever held. Sums are kept per document
+in float64.
 
-Bytes are the UTF-8 bytes of the text and words are counted as lm-evaluation-harness counts them
-(``len(re.split(r"\\s+", text))``), so ``bits_per_byte``, ``byte_perplexity`` and
-``word_perplexity`` are lm-eval's.
+Bytes and words are counted by :mod:`crossent.data.counts`, as lm-evaluation-harness counts them
+(UTF-8 bytes, ``len(re.split(r"\\s+", text))`` words), so ``bits_per_byte``, ``byte_perplexity``
+and ``word_perplexity`` are lm-eval's.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import islice
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.distributed as dist
 
-from crossent.data import Text, Window, iter_windows
-from crossent.data.tokens import tokenize_parts
+from crossent.data import Text, Window
+from crossent.data.counts import count_words as count_words  # importable where it was
+from crossent.data.stream import DocumentStream, choose_prefix, pad_windows, scored_tokens
+from crossent.data.stream import Prefix as Prefix  # the type of evaluate's prefix argument
 from crossent.data.windows import check_window
+from crossent.distributed import all_sum_floats, deal, gather_lists, rank_and_world
 from crossent.losses.linear import linear_cross_entropy_with_stats
 from crossent.metrics import NLLMeter, NLLResult
 
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
     from crossent.models.protocol import CausalLM, Tokenizer
 
-Prefix = Literal["bos", "eos", "none"]
-_T = TypeVar("_T")
 # Called with (tokens scored so far, estimated total or None).
 Progress = Callable[[int, int | None], None]
 
@@ -44,12 +43,6 @@ Progress = Callable[[int, int | None], None]
 DEFAULT_WINDOW_CAP = 2048
 # Float32 logits per chunk when ranking targets and listing the top-k, about 64 MiB.
 _DETAIL_CHUNK_BYTES = 64 << 20
-_WHITESPACE = re.compile(r"\s+")
-
-
-def count_words(text: str) -> int:
-    """Words as lm-evaluation-harness counts them for perplexity: pieces between whitespace runs."""
-    return len(re.split(r"\s+", text))
 
 
 @dataclass(frozen=True)
@@ -152,14 +145,13 @@ class EvaluationResult:
 
 
 def prefix_token(model: CausalLM, prefix: Prefix | None) -> tuple[Prefix, int | None]:
-    """The prefix actually used and its id; None picks BOS, else EOS, as lm-eval does."""
-    tokenizer = model.tokenizer
-    if prefix is None:
-        prefix = "bos" if tokenizer.bos_token_id is not None else "eos"
-    if prefix == "none":
-        return prefix, None
-    token = tokenizer.bos_token_id if prefix == "bos" else tokenizer.eos_token_id
-    if token is None:
+    """The prefix actually used and its id; None picks BOS, else EOS, as lm-eval does.
+
+    The choice is :func:`crossent.data.stream.choose_prefix`'s; this refuses a prefix the
+    model's tokenizer does not have.
+    """
+    prefix, token = choose_prefix(model.tokenizer, prefix)
+    if token is None and prefix != "none":
         raise ValueError(f"model {model.name} has no {prefix.upper()} token; use another prefix")
     return prefix, token
 
@@ -213,135 +205,72 @@ def evaluate(
     if not 1 <= top_k <= model.vocab_size:
         raise ValueError(f"top_k {top_k} is outside [1, {model.vocab_size}] (the vocabulary)")
     prefix, prefix_id = prefix_token(model, prefix)
-    rank, world = _shard(group)
 
-    stream = _DocumentStream(model.tokenizer, documents, prefix_id, window, stride, per_token)
+    stream = DocumentStream(model.tokenizer, documents, prefix_id, window, stride, per_token)
     meters: list[NLLMeter] = []
     tokens: list[TokenScore] = []
     decoded = _Decoder(model.tokenizer)
     scored = 0
     with torch.no_grad():
-        for number, batch in enumerate(_batched(stream.windows(), batch_size)):
+        for batch, mine in deal(stream.batches(batch_size), group):
             meters.extend(NLLMeter() for _ in range(stream.count - len(meters)))
-            if number % world == rank:
+            if mine:
                 indices = [index for index, _ in batch]
                 windows = [win for _, win in batch]
                 sums, details = _score_batch(model, windows, top_k if per_token else 0)
                 for index, (nll, count, correct) in zip(indices, sums, strict=True):
                     meters[index].update(nll, count, correct=correct)
                 if per_token:
-                    tokens.extend(stream.token_scores(indices, windows, details, decoded))
-            scored += sum(len(win.targets) - win.score_from for _, win in batch)
+                    tokens.extend(_token_scores(stream, indices, windows, details, decoded))
+            scored += scored_tokens(batch)
             if progress is not None:
                 progress(scored, stream.estimated_tokens())
     if stream.count == 0:
         raise ValueError("no documents to evaluate")
     meters.extend(NLLMeter() for _ in range(stream.count - len(meters)))
-    if world > 1:
+    if rank_and_world(group)[1] > 1:
         meters, tokens = _gather(meters, tokens, per_token, group)
-
-    scores = []
+    scores = _document_scores(stream, meters)
     total = NLLMeter()
-    for index, meter in enumerate(meters):
-        name, num_bytes, words = stream.names[index], stream.bytes[index], stream.words[index]
-        scores.append(
-            DocumentScore(name, meter.tokens, num_bytes, words, meter.nll_nats, meter.correct)
-        )
-        total.merge(NLLMeter(meter.nll_nats, meter.tokens, num_bytes, words, meter.correct))
+    for score in scores:
+        total.merge(NLLMeter(score.nll_nats, score.tokens, score.bytes, score.words, score.correct))
     return EvaluationResult(model.name, window, stride, prefix, scores, total.result(), tokens)
 
 
-class _DocumentStream:
-    """Documents to windows, read and tokenized lazily, with what each document counts."""
-
-    def __init__(
-        self,
-        tokenizer: Tokenizer,
-        documents: Iterable[Text],
-        prefix_id: int | None,
-        window: int,
-        stride: int,
-        offsets: bool,
-    ) -> None:
-        self.tokenizer = tokenizer
-        self.documents = documents
-        self.prefix_id = prefix_id
-        self.window = window
-        self.stride = stride
-        self.offsets = offsets
-        self.names: list[str] = []
-        self.bytes: list[int] = []
-        self.words: list[int] = []
-        self.token_texts: list[list[str]] = []
-        self.token_starts: list[list[int]] = []
-        # For the progress estimate: bytes of all documents, when known up front.
-        self.total_bytes = (
-            sum(doc.num_bytes for doc in documents) if isinstance(documents, Sized) else None
+def _document_scores(stream: DocumentStream, meters: list[NLLMeter]) -> list[DocumentScore]:
+    """Each document's sums with the bytes and words the stream counted as it read it."""
+    return [
+        DocumentScore(name, meter.tokens, num_bytes, words, meter.nll_nats, meter.correct)
+        for name, num_bytes, words, meter in zip(
+            stream.names, stream.bytes, stream.words, meters, strict=True
         )
-        self.tokens_read = 0
-        self.bytes_read = 0
+    ]
 
-    @property
-    def count(self) -> int:
-        """Documents started so far."""
-        return len(self.names)
 
-    def windows(self) -> Iterator[tuple[int, Window]]:
-        for index, document in enumerate(self.documents):
-            self.names.append(document.name)
-            self.bytes.append(document.num_bytes)
-            self.words.append(1)
-            self.token_texts.append([])
-            self.token_starts.append([])
-            ids = self._ids(index, document)
-            try:
-                for win in iter_windows(ids, self.prefix_id, self.window, self.stride):
-                    yield index, win
-            except ValueError as error:
-                raise ValueError(f"document {document.name}: {error}") from None
-
-    def _ids(self, index: int, document: Text) -> Iterator[int]:
-        for piece in tokenize_parts(self.tokenizer, document.parts(), offsets=self.offsets):
-            # lm-eval's word count, len(re.split(r"\s+", text)), is 1 + the whitespace runs;
-            # pieces are cut after a run, so no run is counted twice.
-            self.words[index] += len(_WHITESPACE.findall(piece.text))
-            self.tokens_read += len(piece.ids)
-            self.bytes_read += len(piece.text.encode())
-            if piece.token_texts is not None and piece.token_starts is not None:
-                self.token_texts[index].extend(piece.token_texts)
-                self.token_starts[index].extend(piece.token_starts)
-            yield from piece.ids
-
-    def estimated_tokens(self) -> int | None:
-        """Tokens read so far plus the rest of the bytes at the rate seen so far."""
-        if self.total_bytes is None or self.bytes_read == 0:
-            return None
-        rest = max(0, self.total_bytes - self.bytes_read)
-        return self.tokens_read + round(rest * self.tokens_read / self.bytes_read)
-
-    def token_scores(
-        self,
-        indices: Sequence[int],
-        windows: Sequence[Window],
-        details: list[list[_TokenDetail]],
-        decoded: _Decoder,
-    ) -> Iterator[TokenScore]:
-        for index, win, row in zip(indices, windows, details, strict=True):
-            texts, starts = self.token_texts[index], self.token_starts[index]
-            for offset, detail in enumerate(row):
-                position = win.first_position + win.score_from + offset
-                yield TokenScore(
-                    document=index,
-                    position=position,
-                    token_id=detail.token_id,
-                    text=texts[position],
-                    start=starts[position],
-                    nats=detail.nats,
-                    rank=detail.rank,
-                    top_ids=detail.top_ids,
-                    top_texts=tuple(decoded(token) for token in detail.top_ids),
-                    top_probs=detail.top_probs,
-                )
+def _token_scores(
+    stream: DocumentStream,
+    indices: Sequence[int],
+    windows: Sequence[Window],
+    details: list[list[_TokenDetail]],
+    decoded: _Decoder,
+) -> Iterator[TokenScore]:
+    """The :class:`TokenScore` of every token one batch scored, in order."""
+    for index, win, row in zip(indices, windows, details, strict=True):
+        for offset, detail in enumerate(row):
+            position = win.first_position + win.score_from + offset
+            text, start = stream.token_text(index, position)
+            yield TokenScore(
+                document=index,
+                position=position,
+                token_id=detail.token_id,
+                text=text,
+                start=start,
+                nats=detail.nats,
+                rank=detail.rank,
+                top_ids=detail.top_ids,
+                top_texts=tuple(decoded(token) for token in detail.top_ids),
+                top_probs=detail.top_probs,
+            )
 
 
 class _Decoder:
@@ -365,24 +294,6 @@ class _TokenDetail:
     rank: int
     top_ids: tuple[int, ...]
     top_probs: tuple[float, ...]
-
-
-def pad_windows(
-    windows: Sequence[Window], device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One batch of windows as right-padded ``(inputs, targets)``, both ``(B, T)`` int64.
-
-    Targets that are not scored (context, padding) are -100, the ignore index. Padding after a
-    window cannot change its scores: a causal model never looks ahead.
-    """
-    length = max(len(win.tokens) for win in windows)
-    inputs = torch.zeros(len(windows), length, dtype=torch.long)
-    targets = torch.full((len(windows), length), -100, dtype=torch.long)
-    for row, win in enumerate(windows):
-        inputs[row, : len(win.tokens)] = torch.tensor(win.tokens)
-        scored = slice(win.score_from, len(win.targets))
-        targets[row, scored] = torch.tensor(win.targets[scored])
-    return inputs.to(device), targets.to(device)
 
 
 def _score_batch(
@@ -448,20 +359,6 @@ def _ranks_and_top(
     return torch.cat(ranks).cpu(), torch.cat(top_ids).cpu(), torch.cat(top_probs).double().cpu()
 
 
-def _batched(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
-    """Consecutive lists of ``size`` items, the last one shorter (itertools.batched, 3.12+)."""
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
-
-
-def _shard(group: ProcessGroup | None) -> tuple[int, int]:
-    """This process's rank and the number of ranks to share the work with."""
-    if not dist.is_available() or not dist.is_initialized():
-        return 0, 1
-    return dist.get_rank(group), dist.get_world_size(group)
-
-
 def _gather(
     meters: list[NLLMeter],
     tokens: list[TokenScore],
@@ -469,25 +366,13 @@ def _gather(
     group: ProcessGroup | None,
 ) -> tuple[list[NLLMeter], list[TokenScore]]:
     """Every rank's per-document sums added up, and every rank's token scores in order."""
-    if dist.get_backend(group) == dist.Backend.NCCL:
-        device = torch.device("cuda", torch.cuda.current_device())
-    else:
-        device = torch.device("cpu")
-    sums = torch.tensor(
-        [[meter.nll_nats, meter.tokens, meter.correct] for meter in meters],
-        dtype=torch.float64,
-        device=device,
+    sums = all_sum_floats(
+        [[meter.nll_nats, meter.tokens, meter.correct] for meter in meters], group
     )
-    dist.all_reduce(sums, op=dist.ReduceOp.SUM, group=group)
-    meters = [
-        NLLMeter(nll, int(count), correct=int(correct)) for nll, count, correct in sums.tolist()
-    ]
+    meters = [NLLMeter(nll, int(count), correct=int(correct)) for nll, count, correct in sums]
     # Every rank was given the same per_token, so all take part in the gather or none does.
     if per_token:
-        everyone: list[list[TokenScore] | None] = [None] * dist.get_world_size(group)
-        dist.all_gather_object(everyone, tokens, group=group)
         tokens = sorted(
-            (token for part in everyone for token in part or []),
-            key=lambda token: (token.document, token.position),
+            gather_lists(tokens, group), key=lambda token: (token.document, token.position)
         )
     return meters, tokens

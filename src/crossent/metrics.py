@@ -31,8 +31,9 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
+
+from crossent.distributed import all_sum_floats, is_initialized
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -334,8 +335,9 @@ class NLLMeter:
         """Replaces this meter's totals by their sum over every process in ``group``.
 
         Every process must call it (it is a collective). The five totals travel in one float64
-        tensor, on the current CUDA device when the group's backend is NCCL and on the CPU
-        otherwise; counts stay exact while every total is below 2**53.
+        tensor through :func:`crossent.distributed.all_sum_floats` (on the current CUDA device
+        when the group's backend is NCCL, on the CPU otherwise); counts stay exact while every
+        total is below 2**53.
 
         Args:
             group: the process group; None means the default (world) group.
@@ -346,22 +348,14 @@ class NLLMeter:
         Raises:
             RuntimeError: ``torch.distributed`` is unavailable or not initialised.
         """
-        if not dist.is_available() or not dist.is_initialized():
+        if not is_initialized():
             raise RuntimeError(
                 "NLLMeter.all_reduce needs an initialised torch.distributed process group; call "
                 "torch.distributed.init_process_group first, or skip all_reduce in a single process"
             )
-        if dist.get_backend(group) == dist.Backend.NCCL:
-            device = torch.device("cuda", torch.cuda.current_device())
-        else:
-            device = torch.device("cpu")
-        totals = torch.tensor(
-            [self.nll_nats, self.tokens, self.bytes, self.words, self.correct],
-            dtype=torch.float64,
-            device=device,
-        )
-        dist.all_reduce(totals, op=dist.ReduceOp.SUM, group=group)
-        nll, tokens, num_bytes, words, correct = totals.tolist()
+        totals = [self.nll_nats, self.tokens, self.bytes, self.words, self.correct]
+        [summed] = all_sum_floats([totals], group)
+        nll, tokens, num_bytes, words, correct = summed
         self.nll_nats = nll
         self.tokens = int(tokens)
         self.bytes = int(num_bytes)

@@ -2,8 +2,12 @@
 
 * :mod:`crossent.data.sources`: files, directories, JSON Lines, stdin or the default text
   (the Python documentation inside CPython), read as :class:`Document` objects.
+* :mod:`crossent.data.counts`: how a text's bytes and words are counted (lm-eval's way).
+* :mod:`crossent.data.tokens`: tokenizing a document that arrives in parts, a piece at a time.
 * :mod:`crossent.data.windows`: the one documented convention for cutting a tokenized document
   into model-sized :class:`Window` objects so that every token is scored exactly once.
+* :mod:`crossent.data.stream`: documents to batches of windows as they are scored, the prefix
+  token before each, and the padded tensors a model reads (imported on its own: it needs torch).
 """
 
 from crossent.data.sources import Document, FileDocument, Text, read_documents

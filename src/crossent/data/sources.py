@@ -23,7 +23,8 @@ Policy, in one place:
   :class:`FileDocument`, which is decoded a few MiB at a time while it is scored, so a text
   larger than memory can be evaluated. Its invalid bytes are found when that part is read.
 * **Bytes are counted as stored**: ``num_bytes`` is the file's size (or the UTF-8 length of the
-  line, for JSON Lines), so U+FFFD substitutions do not change a bits-per-byte figure.
+  line, for JSON Lines, as :func:`crossent.data.counts.count_bytes` counts a text), so U+FFFD
+  substitutions do not change a bits-per-byte figure.
 * **Bad input is a ValueError of one line** naming the problem: a missing or unreadable path,
   an empty text (zero characters), a directory with no files to read, invalid JSON, a line
   without ``field``.
@@ -40,6 +41,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+from crossent.data.counts import count_bytes
 
 STDIN = "-"
 # Text files larger than this are read in parts while they are scored, not loaded whole.
@@ -67,7 +70,7 @@ class Document:
     @property
     def num_bytes(self) -> int:
         """The text's size in bytes as stored (its UTF-8 length unless given)."""
-        return self.stored_bytes if self.stored_bytes is not None else len(self.text.encode())
+        return self.stored_bytes if self.stored_bytes is not None else count_bytes(self.text)
 
     def parts(self) -> Iterator[str]:
         """The text, as one part (see :meth:`FileDocument.parts`)."""

@@ -1,8 +1,15 @@
 """Training and fine-tuning causal LMs by minimising cross-entropy (``crossent train``).
 
 * :mod:`crossent.training.config`: :class:`TrainConfig`, every setting of a run;
-* :mod:`crossent.training.data`: the train/validation split and the order of training rows;
-* :mod:`crossent.training.loop`: :func:`train`, the loop, its evaluations and checkpoints.
+* :mod:`crossent.training.data`: the training text, the train/validation split and the order of
+  training rows;
+* :mod:`crossent.training.model`: the model to train, new or loaded, as a module and a CausalLM;
+* :mod:`crossent.training.optimizer`: AdamW, the learning-rate schedule and autocast;
+* :mod:`crossent.training.records`: what each evaluation records (``metrics.jsonl``), the best
+  evaluation and the early-stopping rule;
+* :mod:`crossent.training.checkpoints`: ``out/last``, ``out/best`` and the state a run resumes
+  from;
+* :mod:`crossent.training.loop`: :func:`train`, the loop itself.
 
 :func:`train` and :class:`TrainResult` are imported on first use, so that reading a
 configuration (as ``crossent train --help`` does) imports neither PyTorch nor matplotlib.

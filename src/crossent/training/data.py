@@ -3,7 +3,8 @@
 The text is split once, by characters: the first ``train_ratio`` for training, the rest for
 validation, contiguous (seed 004's split), so no validation sentence is ever trained on. The
 validation text is scored whole by :func:`crossent.evaluate`, by the same convention as
-``crossent eval``. The training text is tokenized once, preceded by the prefix token, and cut
+``crossent eval``. The training text is tokenized once, preceded by the prefix token that
+evaluation would put before it (:func:`crossent.data.stream.choose_prefix`), and cut
 into non-overlapping rows of ``T + 1`` tokens (input and shifted target). Rows are shuffled
 once per epoch by a generator seeded with ``seed + epoch``, and the k-th row of the run is a pure
 function of ``k``: so a resumed run sees the rows an uninterrupted one would, and any split of a
@@ -13,9 +14,18 @@ step into micro-batches (or across processes) trains on the same rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+from crossent.data import read_documents
+from crossent.data.counts import count_bytes
+from crossent.data.stream import choose_prefix
+from crossent.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from crossent.models.protocol import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -25,7 +35,7 @@ class TextSplit:
     Attributes:
         train: the training text.
         validation: the validation text.
-        train_bytes: UTF-8 bytes of ``train``.
+        train_bytes: UTF-8 bytes of ``train`` (:func:`crossent.data.counts.count_bytes`).
         validation_bytes: UTF-8 bytes of ``validation``.
     """
 
@@ -51,7 +61,28 @@ def split_text(text: str, train_ratio: float) -> TextSplit:
         raise ValueError(
             f"a text of {len(text)} characters split at {train_ratio} leaves an empty part"
         )
-    return TextSplit(train, validation, len(train.encode()), len(validation.encode()))
+    return TextSplit(train, validation, count_bytes(train), count_bytes(validation))
+
+
+def training_text(config: TrainConfig) -> str:
+    """The documents of ``config.data`` (CPython's documentation when empty), their texts joined
+    by blank lines (one text for one document)."""
+    parts = []
+    for document in read_documents(list(config.data), field=config.field, errors=config.errors):
+        parts.append("".join(document.parts()))
+    return "\n\n".join(parts)
+
+
+def training_ids(tokenizer: Tokenizer, text: str) -> list[int]:
+    """The training text's token ids after the prefix token an evaluation puts before a text.
+
+    Raises:
+        ValueError: the tokenizer has neither a BOS nor an EOS token.
+    """
+    _, prefix = choose_prefix(tokenizer)
+    if prefix is None:
+        raise ValueError("the tokenizer has neither a BOS nor an EOS token to start the text with")
+    return [prefix, *tokenizer.encode(text)]
 
 
 class TrainingRows:
@@ -78,6 +109,7 @@ class TrainingRows:
         ids = torch.tensor(token_ids[: count * context_length + 1], dtype=torch.long)
         # Row r is ids[r*T : r*T + T + 1]: consecutive rows share one token (target, then input).
         self.rows = ids.unfold(0, span, context_length)  # (rows, T + 1)
+        self.context_length = context_length
         self.seed = seed
         self._epoch = -1
         self._order = torch.empty(0, dtype=torch.long)

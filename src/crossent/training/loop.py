@@ -9,11 +9,11 @@ split. The loss is :func:`crossent.linear_cross_entropy` on the model's hidden s
 
 Every ``eval_every`` steps (and at step 0, and at the end) the whole validation text is scored by
 :func:`crossent.evaluate`, exactly as ``crossent eval`` scores it, and the record
-(:class:`crossent.report.training.EvalRecord`) gets the training loss of the steps since the last
-evaluation (their summed token losses over their tokens). The checkpoint of the lowest validation
-loss is kept in ``out/best``; ``out/last`` holds the latest evaluation's checkpoint with the
-optimizer, schedule, step and random states, from which :func:`train` with ``resume`` continues
-as if never stopped.
+(:class:`crossent.training.records.EvalRecord`) gets the training loss of the steps since the
+last evaluation (their summed token losses over their tokens). The checkpoint of the best
+evaluation is kept in ``out/best``; ``out/last`` holds the latest evaluation's checkpoint with
+the state from which :func:`train` with ``resume`` continues as if never stopped
+(:mod:`crossent.training.checkpoints`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import dataclasses
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,33 +30,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
-from crossent.data import Document, read_documents
+from crossent.data import Document
+from crossent.distributed import all_sum, default_device, rank_and_world
 from crossent.evaluation import evaluate
-from crossent.files import write_folder_atomically, write_text_atomically
+from crossent.files import write_text_atomically
 from crossent.losses.distill import distillation_loss
 from crossent.losses.linear import linear_cross_entropy
 from crossent.metrics import nats_to_bits
-from crossent.report.training import (
-    EvalRecord,
-    best_evaluation,
-    plot_losses,
-    render_training_report,
+from crossent.report.training import plot_losses, render_training_report
+from crossent.training.checkpoints import (
+    link_copy,
+    read_state,
+    restore,
+    save_checkpoint,
+    training_state,
 )
 from crossent.training.config import TrainConfig
-from crossent.training.data import TextSplit, TrainingRows, split_text
+from crossent.training.data import TextSplit, TrainingRows, split_text, training_ids, training_text
+from crossent.training.model import TrainingModel, build_model, load, module_parameters
+from crossent.training.optimizer import autocast, clip_and_step, make_optimizer, make_schedule
+from crossent.training.records import METRICS_FILE, EvalHistory, EvalRecord, write_metrics
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel
-
     from crossent.models.protocol import CausalLM
-
-STATE_FILE = "training_state.pt"
-# The sequence length when fine-tuning a model of a longer context without --context-length.
-DEFAULT_INIT_CONTEXT = 1024
-METRICS_FILE = "metrics.jsonl"
 
 
 @dataclass(frozen=True)
@@ -120,76 +117,112 @@ def train(
         ValueError: bad settings, unreadable text, a text too short, a teacher whose tokenizer
             differs from the student's, or a folder to resume that has no checkpoint.
     """
-    say = log or (lambda line: None)
-    rank, world = _process()
-    state: dict[str, Any] | None = None
-    if resume is not None:
-        state = _read_state(Path(resume))
-        config = dataclasses.replace(
-            TrainConfig.from_dict(state["config"]),
-            max_minutes=config.max_minutes,
-            device=config.device,
-        )
-        out = Path(resume)
-    else:
-        out = Path(config.out)
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    world = rank_and_world()[1]
+    config, out, state = _configuration(config, resume)
+    device = default_device(config.device)
     if config.batch_size % world:
         raise ValueError(
             f"batch size {config.batch_size} is not divisible by the {world} processes"
         )
+    # The initial weights and dropout follow from the seed (the row order has its own generators).
     random.seed(config.seed)
     torch.manual_seed(config.seed)
 
-    text = _training_text(config)
-    split = split_text(text, config.train_ratio)
-    teacher = _load(config.teacher, device) if config.teacher is not None else None
-    model = _build_model(config, split, teacher, device, out / "last" if state else None)
-    module = model.trainable
-    # The training sequence length (and validation window): a new GPT's context, or for a
-    # pretrained model the override, else its context capped at DEFAULT_INIT_CONTEXT.
-    context = min(
-        model.lm.context_length,
-        config.context_length or min(model.lm.context_length, DEFAULT_INIT_CONTEXT),
-    )
-    tokenizer = model.lm.tokenizer
-    prefix = (
-        tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    )
-    if prefix is None:
-        raise ValueError("the tokenizer has neither a BOS nor an EOS token to start the text with")
-    train_ids = [prefix, *tokenizer.encode(split.train)]
+    split = split_text(training_text(config), config.train_ratio)
+    teacher = load(config.teacher, device) if config.teacher is not None else None
+    model = build_model(config, split, teacher, device, out / "last" if state else None)
+    context = model.context(config)
+    train_ids = training_ids(model.lm.tokenizer, split.train)
     rows = TrainingRows(train_ids, context, config.seed)
     validation = [Document("validation", split.validation)]
+    run = _Run(config, out, model, teacher, rows, validation, device, log, state)
+    out.mkdir(parents=True, exist_ok=True)
+    model.trainable.train()
+    if state is None:
+        run.keep(run.evaluate(run.initial_loss()))
+    stopped = run.train(until_step, progress)
+    best = run.history.best
+    assert best is not None  # step 0 was evaluated
+    if run.rank == 0:
+        _write_pages(run, best, stopped, split, len(train_ids))
+    return TrainResult(
+        out=out,
+        best=best,
+        records=run.history.records,
+        stopped=stopped,
+        parameters=module_parameters(model.trainable),
+        split=split,
+        train_tokens=len(train_ids),
+        validation_tokens=run.validation_tokens,
+    )
 
-    optimizer = _optimizer(module, config, device)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config))
-    step, best, bad_evals, elapsed = 0, None, 0, 0.0
-    records: list[EvalRecord] = []
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        step, bad_evals, elapsed = state["step"], state["bad_evals"], state["elapsed_s"]
-        records = [EvalRecord(**record) for record in state["records"]]
-        best = records[best_evaluation(records) or 0]
-        torch.set_rng_state(state["rng_torch"])
-        random.setstate(state["rng_python"])
-        if device.type == "cuda" and state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(state["rng_cuda"], device)
-    forward: nn.Module = module
-    if world > 1:
-        forward = nn.parallel.DistributedDataParallel(
-            module, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if config.compile:
-        forward = torch.compile(forward)  # type: ignore[assignment]
-    autocast = _autocast(config, device)
 
-    def micro_loss(batch: Tensor, normaliser: int) -> Tensor:
+def _configuration(
+    config: TrainConfig, resume: str | os.PathLike[str] | None
+) -> tuple[TrainConfig, Path, dict[str, Any] | None]:
+    """The run's configuration, folder and, when resuming, its saved state."""
+    if resume is None:
+        return config, Path(config.out), None
+    state = read_state(Path(resume))
+    saved = dataclasses.replace(
+        TrainConfig.from_dict(state["config"]),
+        max_minutes=config.max_minutes,
+        device=config.device,
+    )
+    return saved, Path(resume), state
+
+
+class _Run:
+    """A run in progress: what it trains with, and the state the loop moves on.
+
+    The state is ``step``, ``elapsed`` (training seconds, resumed ones included), ``history``
+    (the evaluations so far and the stopping rule) and ``validation_tokens``; the optimizer,
+    the schedule and the random generators hold the rest. A resumed run starts from ``state``.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out: Path,
+        model: TrainingModel,
+        teacher: CausalLM | None,
+        rows: TrainingRows,
+        validation: list[Document],
+        device: torch.device,
+        log: Log | None,
+        state: dict[str, Any] | None,
+    ) -> None:
+        self.config, self.out, self.model, self.teacher = config, out, model, teacher
+        self.rows, self.validation, self.device = rows, validation, device
+        self.say = log or (lambda line: None)
+        self.context = rows.context_length
+        self.rank, self.world = rank_and_world()
+        self.optimizer = make_optimizer(model.trainable, config, device)
+        self.schedule = make_schedule(self.optimizer, config)
+        self.step, self.elapsed = 0, 0.0
+        self.history = EvalHistory(config.patience)
+        if state is not None:
+            self.step, self.elapsed, self.history = restore(
+                state, self.optimizer, self.schedule, device, config.patience
+            )
+        self.forward: nn.Module = model.trainable
+        if self.world > 1:
+            self.forward = nn.parallel.DistributedDataParallel(
+                model.trainable, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if config.compile:
+            self.forward = torch.compile(self.forward)  # type: ignore[assignment]
+        self.autocast = autocast(config, device)
+        self.validation_tokens = 0  # scored by each evaluation; the same every time
+        self.tokens_per_step = config.batch_size * config.grad_accum * self.context
+        self.share = config.batch_size // self.world  # rows of a micro-batch on each process
+
+    def micro_loss(self, batch: Tensor, normaliser: int) -> Tensor:
         """The summed token losses of ``batch`` (rows of T + 1) over ``normaliser`` tokens."""
-        inputs, targets = batch[:, :-1].to(device), batch[:, 1:].to(device)  # (b, T) each
-        with autocast:
-            hidden = forward(inputs)  # (b, T, d)
+        model, teacher, config = self.model, self.teacher, self.config
+        inputs, targets = batch[:, :-1].to(self.device), batch[:, 1:].to(self.device)  # (b, T)
+        with self.autocast:
+            hidden = self.forward(inputs)  # (b, T, d)
             if teacher is None:
                 total = linear_cross_entropy(
                     hidden, model.head_weight, targets, model.head_bias, reduction="sum",
@@ -208,324 +241,124 @@ def train(
                 ) * targets.numel()  # fmt: skip
         return total.float() / normaliser
 
-    validation_tokens = 0  # scored by each evaluation; the same every time
+    def micro_batch(self, step: int, micro: int) -> Tensor:
+        """This process's rows of micro-batch ``micro`` of step ``step`` (0 is the first)."""
+        first_row = (step * self.config.grad_accum + micro) * self.config.batch_size
+        return self.rows.take(first_row + self.rank * self.share, self.share)
 
-    def run_eval(train_loss: float) -> EvalRecord:
-        nonlocal validation_tokens
+    def initial_loss(self) -> float:
+        """The training loss before any update: the first step's rows under the initial weights."""
+        with torch.no_grad():
+            loss0 = sum(
+                self.micro_loss(self.micro_batch(0, micro), 1).double()
+                for micro in range(self.config.grad_accum)
+            )
+        total: float = all_sum(torch.as_tensor(loss0)).item()
+        return total / self.tokens_per_step
+
+    def optimizer_step(self) -> Tensor:
+        """One step of ``grad_accum`` micro-batches: this process's share of its mean loss."""
+        step_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        for micro in range(self.config.grad_accum):
+            batch = self.micro_batch(self.step, micro)
+            # DDP averages gradients once per step, after the last micro-batch.
+            sync = micro == self.config.grad_accum - 1 or self.world == 1
+            with contextlib.nullcontext() if sync else self.forward.no_sync():  # type: ignore[operator]
+                loss = self.micro_loss(batch, self.tokens_per_step // self.world)
+                loss.backward()  # type: ignore[no-untyped-call]
+            step_sum += loss.detach().double()
+        clip_and_step(self.model.trainable, self.config, self.optimizer, self.schedule)
+        self.step += 1
+        return step_sum
+
+    def evaluate(self, train_loss: float) -> EvalRecord:
+        """Score the validation text as ``crossent eval`` would; the record of this step."""
+        module = self.model.trainable
         module.eval()
         with torch.no_grad():
             result = evaluate(
-                model.lm, validation, window=context, batch_size=config.eval_batch_size
+                self.model.lm,
+                self.validation,
+                window=self.context,
+                batch_size=self.config.eval_batch_size,
             )
         module.train()
-        validation_tokens = result.totals.tokens
+        self.validation_tokens = result.totals.tokens
         bits = result.totals.bits_per_byte
         return EvalRecord(
-            step=step,
-            tokens_seen=step * config.batch_size * config.grad_accum * context,
+            step=self.step,
+            tokens_seen=self.step * self.tokens_per_step,
             train_loss=train_loss,
             val_loss=result.totals.nats_per_token,
             val_bits_per_byte=bits if bits is not None else math.nan,
-            lr=float(schedule.get_last_lr()[0]),
-            elapsed_s=elapsed,
+            lr=float(self.schedule.get_last_lr()[0]),
+            elapsed_s=self.elapsed,
         )
 
-    def keep(record: EvalRecord) -> None:
+    def keep(self, record: EvalRecord) -> None:
         """Add a record, save last/ (and best/ when it is the best), rewrite the metrics."""
-        nonlocal best, bad_evals
-        records.append(record)
-        improved = math.isfinite(record.val_loss) and (
-            best is None or record.val_loss < best.val_loss
-        )
-        if improved:
-            best, bad_evals = record, 0
-        else:
-            bad_evals += 1
-        if rank == 0:
-            state = {
-                "config": config.to_dict(),
-                "step": step,
-                "bad_evals": bad_evals,
-                "elapsed_s": elapsed,
-                "records": [record.to_dict() for record in records],
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "rng_torch": torch.get_rng_state(),
-                "rng_python": random.getstate(),
-                "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            }
-            _save_checkpoint(out / "last", model, state)
-            if improved:
-                _link_copy(out / "last", out / "best")
-            lines = [record.to_json() for record in records]
-            write_text_atomically(out / METRICS_FILE, "".join(line + "\n" for line in lines))
-        say(_describe(record, improved))
-
-    out.mkdir(parents=True, exist_ok=True)
-    module.train()
-    tokens_per_step = config.batch_size * config.grad_accum * context
-    share = config.batch_size // world
-    if state is None:
-        # The training loss before any update: the first step's rows under the initial weights.
-        with torch.no_grad():
-            loss0 = sum(
-                micro_loss(rows.take(micro * config.batch_size + rank * share, share), 1).double()
-                for micro in range(config.grad_accum)
+        improved = self.history.add(record)
+        if self.rank == 0:
+            state = training_state(
+                self.config,
+                self.step,
+                self.elapsed,
+                self.history,
+                self.optimizer,
+                self.schedule,
+                self.device,
             )
-        keep(run_eval(_all_sum(torch.as_tensor(loss0)).item() / tokens_per_step))
-    interval_sum = torch.zeros((), dtype=torch.float64, device=device)
-    interval_tokens = 0
-    stopped = "max_steps"
-    started = time.monotonic() - elapsed
-    while step < config.max_steps:
-        step_sum = torch.zeros((), dtype=torch.float64, device=device)
-        for micro in range(config.grad_accum):
-            first_row = (step * config.grad_accum + micro) * config.batch_size
-            batch = rows.take(first_row + rank * share, share)
-            sync = micro == config.grad_accum - 1 or world == 1
-            with contextlib.nullcontext() if sync else forward.no_sync():  # type: ignore[operator]
-                loss = micro_loss(batch, tokens_per_step // world)
-                loss.backward()  # type: ignore[no-untyped-call]
-            step_sum += loss.detach().double()
-        if config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        schedule.step()
-        step += 1
-        interval_sum += step_sum * (tokens_per_step // world)
-        interval_tokens += tokens_per_step
-        if progress is not None:
-            progress(step, config.max_steps, tokens_per_step, step_sum.item())
-        elapsed = time.monotonic() - started
-        over_time = config.max_minutes is not None and elapsed > 60 * config.max_minutes
-        pausing = until_step is not None and step >= until_step
-        if step % config.eval_every == 0 or step == config.max_steps or over_time or pausing:
-            keep(run_eval(_all_sum(interval_sum).item() / interval_tokens))
-            interval_sum.zero_()
-            interval_tokens = 0
-            if config.patience is not None and bad_evals >= config.patience:
-                stopped = "patience"
-                break
-        if over_time:
-            stopped = "max_minutes"
-            break
-        if pausing:
-            stopped = "until_step"
-            break
-    assert best is not None  # step 0 was evaluated
-    if rank == 0:
-        plot_losses(records, out / "losses.png")
-        summary = {
-            "stopped": stopped,
-            "best step": best.step,
-            "best checkpoint": str(out / "best"),
-            "parameters": module_parameters(module),
-            "training text": f"{split.train_bytes} bytes, {len(train_ids)} tokens",
-            "validation text": f"{split.validation_bytes} bytes",
-        }
-        write_text_atomically(
-            out / "report.html", render_training_report(records, config.to_dict(), summary=summary)
-        )
-    return TrainResult(
-        out=out,
-        best=best,
-        records=records,
-        stopped=stopped,
-        parameters=module_parameters(module),
-        split=split,
-        train_tokens=len(train_ids),
-        validation_tokens=validation_tokens,
-    )
+            save_checkpoint(self.out / "last", self.model, state)
+            if improved:
+                link_copy(self.out / "last", self.out / "best")
+            write_metrics(self.out / METRICS_FILE, self.history.records)
+        self.say(_describe(record, improved))
+
+    def train(self, until_step: int | None, progress: Progress | None) -> str:
+        """Take steps, evaluating as configured, until a limit is reached; say which."""
+        config = self.config
+        interval_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        interval_tokens = 0
+        started = time.monotonic() - self.elapsed
+        while self.step < config.max_steps:
+            step_sum = self.optimizer_step()
+            interval_sum += step_sum * (self.tokens_per_step // self.world)
+            interval_tokens += self.tokens_per_step
+            if progress is not None:
+                progress(self.step, config.max_steps, self.tokens_per_step, step_sum.item())
+            self.elapsed = time.monotonic() - started
+            over_time = config.max_minutes is not None and self.elapsed > 60 * config.max_minutes
+            pausing = until_step is not None and self.step >= until_step
+            due = self.step % config.eval_every == 0 or self.step == config.max_steps
+            if due or over_time or pausing:
+                self.keep(self.evaluate(all_sum(interval_sum).item() / interval_tokens))
+                interval_sum.zero_()
+                interval_tokens = 0
+                if self.history.patience_spent:
+                    return "patience"
+            if over_time:
+                return "max_minutes"
+            if pausing:
+                return "until_step"
+        return "max_steps"
 
 
-def module_parameters(module: nn.Module) -> int:
-    """Parameters of ``module``, each shared (tied) one counted once."""
-    return sum(parameter.numel() for parameter in module.parameters())
-
-
-@dataclass
-class _Model:
-    """The model being trained, seen two ways: as a module to optimise and as a CausalLM."""
-
-    trainable: nn.Module  # forward(idx) -> hidden states
-    lm: CausalLM
-    tokenizer_files: Any  # a transformers tokenizer, saved with each checkpoint
-
-    @property
-    def head_weight(self) -> Tensor:
-        return self.lm.head_weight
-
-    @property
-    def head_bias(self) -> Tensor | None:
-        return self.lm.head_bias
-
-
-class _HiddenStates(nn.Module):
-    """A transformers causal LM as a module whose forward returns the final hidden states."""
-
-    def __init__(self, model: PreTrainedModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, idx: Tensor) -> Tensor:
-        output = self.model.base_model(input_ids=idx, use_cache=False)
-        hidden: Tensor = output.last_hidden_state  # (B, T, d)
-        return hidden
-
-
-def _build_model(
-    config: TrainConfig,
-    split: TextSplit,
-    teacher: CausalLM | None,
-    device: torch.device,
-    checkpoint: Path | None,
-) -> _Model:
-    from crossent.models.bpe import train_bpe_tokenizer
-    from crossent.models.checkpoint import GPTCausalLM
-    from crossent.models.gpt import GPT, GPTConfig
-    from crossent.models.huggingface import HFCausalLM
-
-    source = str(checkpoint) if checkpoint is not None else config.init
-    if source is not None:
-        lm = _load(source, device)
-        if isinstance(lm, GPTCausalLM):
-            lm.module.train().requires_grad_(True)
-            return _Model(lm.module, lm, lm.hf_tokenizer)
-        if isinstance(lm, HFCausalLM):
-            lm.model.train().requires_grad_(True)
-            return _Model(_HiddenStates(lm.model), lm, lm.hf_tokenizer)
-        raise ValueError(f"cannot train model {source!r}: it is neither a crossent GPT nor HF")
-    if teacher is not None:
-        tokenizer = getattr(teacher, "hf_tokenizer", None)
-        if tokenizer is None:
-            raise ValueError("the teacher has no transformers tokenizer to give the student")
-        vocab_size = teacher.vocab_size
-    elif config.tokenizer == "smollm2":
-        tokenizer = _load(None, torch.device("cpu")).hf_tokenizer  # type: ignore[attr-defined]
-        vocab_size = len(tokenizer)
-    else:
-        tokenizer = train_bpe_tokenizer([split.train], config.vocab_size)
-        vocab_size = len(tokenizer)
-    sizes = {
-        name: value
-        for name in ("n_layer", "n_head", "d_model", "context_length")
-        if (value := getattr(config, name)) is not None
+def _write_pages(
+    run: _Run, best: EvalRecord, stopped: str, split: TextSplit, train_tokens: int
+) -> None:
+    """``losses.png`` and ``report.html`` of a finished run."""
+    records, out = run.history.records, run.out
+    plot_losses(records, out / "losses.png")
+    summary = {
+        "stopped": stopped,
+        "best step": best.step,
+        "best checkpoint": str(out / "best"),
+        "parameters": module_parameters(run.model.trainable),
+        "training text": f"{split.train_bytes} bytes, {train_tokens} tokens",
+        "validation text": f"{split.validation_bytes} bytes",
     }
-    gpt_config = GPTConfig.preset(
-        config.preset, vocab_size=vocab_size, dropout=config.dropout, **sizes
-    )
-    module = GPT(gpt_config).to(device)
-    return _Model(module, GPTCausalLM(module, tokenizer, name=config.out), tokenizer)
-
-
-def _load(spec: str | None, device: torch.device) -> CausalLM:
-    from crossent.models import load_model
-
-    return load_model(spec, device=device)
-
-
-def _training_text(config: TrainConfig) -> str:
-    """The documents' texts joined by blank lines (one text for one document)."""
-    parts = []
-    for document in read_documents(list(config.data), field=config.field, errors=config.errors):
-        parts.append("".join(document.parts()))
-    return "\n\n".join(parts)
-
-
-def _optimizer(module: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices (and embeddings) only, not on biases and norms."""
-    decay = [p for p in module.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in module.parameters() if p.requires_grad and p.dim() < 2]
-    return torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-        betas=config.betas,
-        fused=device.type == "cuda",
-    )
-
-
-def _lr_factor(config: TrainConfig) -> Callable[[int], float]:
-    """Linear warm-up to 1, then cosine decay to ``min_lr_ratio`` at ``max_steps``."""
-
-    def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        span = max(1, config.max_steps - config.warmup_steps)
-        progress = min(1.0, (step - config.warmup_steps) / span)
-        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-        return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine
-
-    return factor
-
-
-def _autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    wanted = config.autocast == "bfloat16" or (
-        config.autocast == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    if not wanted:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def _process() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _all_sum(value: Tensor) -> Tensor:
-    """``value`` summed over the processes (itself in one process)."""
-    if _process()[1] > 1:
-        value = value.clone()
-        dist.all_reduce(value)
-    return value
-
-
-def _save_checkpoint(folder: Path, model: _Model, state: dict[str, Any]) -> None:
-    """The model, its tokenizer and the training state into ``folder``, replaced as a whole."""
-    from crossent.models.checkpoint import save_gpt
-    from crossent.models.gpt import GPT
-
-    def write(staging: Path) -> None:
-        if isinstance(model.trainable, GPT):
-            save_gpt(staging, model.trainable, model.tokenizer_files)
-        elif isinstance(model.trainable, _HiddenStates):
-            model.trainable.model.save_pretrained(staging)
-            model.tokenizer_files.save_pretrained(staging)
-        torch.save(state, staging / STATE_FILE)
-
-    write_folder_atomically(folder, write)
-
-
-def _link_copy(source: Path, folder: Path) -> None:
-    """``folder`` replaced by a copy of ``source`` made of hard links (no bytes rewritten)."""
-    write_folder_atomically(
-        folder,
-        lambda staging: shutil.copytree(
-            source, staging, dirs_exist_ok=True, copy_function=_link_or_copy
-        ),
-    )
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:  # a file system without hard links
-        shutil.copy2(source, target)
-
-
-def _read_state(out: Path) -> dict[str, Any]:
-    path = out / "last" / STATE_FILE
-    if not path.is_file():
-        raise ValueError(
-            f"cannot resume from {out}: no {path.relative_to(out)} (not a run folder?)"
-        )
-    state: dict[str, Any] = torch.load(path, weights_only=False)
-    return state
+    page = render_training_report(records, run.config.to_dict(), summary=summary)
+    write_text_atomically(out / "report.html", page)
 
 
 def _describe(record: EvalRecord, improved: bool) -> str:

@@ -1,0 +1,169 @@
+"""Documents to batches of windows, read and tokenized as they are scored.
+
+The stream is what evaluation and comparison walk: each document is tokenized whole (a piece at
+a time, :mod:`crossent.data.tokens`), preceded by a prefix token, cut into windows by
+:func:`crossent.data.iter_windows`, and the windows of all documents are packed, in order, into
+batches. Only the windows in flight are held, so a :class:`crossent.data.FileDocument` larger
+than memory streams through. As each document is read the stream counts its bytes and words
+(:mod:`crossent.data.counts`) and, when asked, keeps the text of every token.
+
+**The prefix token**, by default, is the tokenizer's BOS token, or its EOS token when it has
+no BOS, as lm-evaluation-harness chooses (:func:`choose_prefix`).
+
+A batch becomes the model's input by :func:`pad_windows`: right-padded, because a causal model
+never looks ahead, so padding after a window cannot change its scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence, Sized
+from itertools import islice
+from typing import TYPE_CHECKING, Literal
+
+import torch
+
+from crossent.data.counts import WordCount, count_bytes
+from crossent.data.sources import Text
+from crossent.data.tokens import tokenize_parts
+from crossent.data.windows import Window, iter_windows
+
+if TYPE_CHECKING:
+    from crossent.models.protocol import Tokenizer
+
+Prefix = Literal["bos", "eos", "none"]
+# One window of a stream: the index of its document, and the window.
+Indexed = tuple[int, Window]
+
+
+def choose_prefix(tokenizer: Tokenizer, prefix: Prefix | None = None) -> tuple[Prefix, int | None]:
+    """The prefix placed before each document and its token id; None picks BOS, else EOS.
+
+    The id is None for ``"none"``, and also when the tokenizer has no token of the prefix
+    chosen: what that means (an error, for a model asked to score) is the caller's to say.
+    """
+    if prefix is None:
+        prefix = "bos" if tokenizer.bos_token_id is not None else "eos"
+    if prefix == "none":
+        return prefix, None
+    return prefix, tokenizer.bos_token_id if prefix == "bos" else tokenizer.eos_token_id
+
+
+class DocumentStream:
+    """Documents to windows, read and tokenized lazily, with what each document counts.
+
+    Args:
+        tokenizer: the model's tokenizer.
+        documents: the texts, walked once.
+        prefix_id: the token before each document, or None (see :func:`choose_prefix`).
+        window: input tokens per window, L.
+        stride: tokens between window starts, S.
+        offsets: keep each token's text and where it starts (:meth:`token_text`).
+
+    Attributes:
+        names: the name of each document started so far.
+        bytes: the bytes of each document started so far, as stored.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        documents: Iterable[Text],
+        prefix_id: int | None,
+        window: int,
+        stride: int,
+        offsets: bool,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.documents = documents
+        self.prefix_id = prefix_id
+        self.window = window
+        self.stride = stride
+        self.offsets = offsets
+        self.names: list[str] = []
+        self.bytes: list[int] = []
+        self._words: list[WordCount] = []
+        self._token_texts: list[list[str]] = []
+        self._token_starts: list[list[int]] = []
+        # For the progress estimate: bytes of all documents, when known up front.
+        self.total_bytes = (
+            sum(doc.num_bytes for doc in documents) if isinstance(documents, Sized) else None
+        )
+        self.tokens_read = 0
+        self.bytes_read = 0
+
+    @property
+    def count(self) -> int:
+        """Documents started so far."""
+        return len(self.names)
+
+    @property
+    def words(self) -> list[int]:
+        """The words of each document started so far (all of them once it has been read)."""
+        return [count.words for count in self._words]
+
+    def windows(self) -> Iterator[Indexed]:
+        """Every window of every document, in order, with its document's index."""
+        for index, document in enumerate(self.documents):
+            self.names.append(document.name)
+            self.bytes.append(document.num_bytes)
+            self._words.append(WordCount())
+            self._token_texts.append([])
+            self._token_starts.append([])
+            ids = self._ids(index, document)
+            try:
+                for win in iter_windows(ids, self.prefix_id, self.window, self.stride):
+                    yield index, win
+            except ValueError as error:
+                raise ValueError(f"document {document.name}: {error}") from None
+
+    def batches(self, size: int) -> Iterator[list[Indexed]]:
+        """The windows in consecutive lists of ``size``, the last one shorter, across documents."""
+        windows = self.windows()
+        while batch := list(islice(windows, size)):
+            yield batch
+
+    def _ids(self, index: int, document: Text) -> Iterator[int]:
+        for piece in tokenize_parts(self.tokenizer, document.parts(), offsets=self.offsets):
+            # Pieces are cut after a line's end, never inside a run of whitespace.
+            self._words[index].add(piece.text)
+            self.tokens_read += len(piece.ids)
+            self.bytes_read += count_bytes(piece.text)
+            if piece.token_texts is not None and piece.token_starts is not None:
+                self._token_texts[index].extend(piece.token_texts)
+                self._token_starts[index].extend(piece.token_starts)
+            yield from piece.ids
+
+    def estimated_tokens(self) -> int | None:
+        """Tokens read so far plus the rest of the bytes at the rate seen so far."""
+        if self.total_bytes is None or self.bytes_read == 0:
+            return None
+        rest = max(0, self.total_bytes - self.bytes_read)
+        return self.tokens_read + round(rest * self.tokens_read / self.bytes_read)
+
+    def token_text(self, document: int, position: int) -> tuple[str, int]:
+        """With ``offsets``: a token's text and the character offset in its document where it
+        starts (see :mod:`crossent.data.tokens`)."""
+        return self._token_texts[document][position], self._token_starts[document][position]
+
+
+def scored_tokens(batch: Iterable[Indexed]) -> int:
+    """The targets the windows of ``batch`` score."""
+    return sum(len(win.targets) - win.score_from for _, win in batch)
+
+
+def pad_windows(
+    windows: Sequence[Window], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of windows as right-padded ``(inputs, targets)``, both ``(B, T)`` int64.
+
+    Targets that are not scored (context, padding) are -100, the ignore index. Padding after a
+    window cannot change its scores: a causal model never looks ahead.
+    """
+    length = max(len(win.tokens) for win in windows)
+    inputs = torch.zeros(len(windows), length, dtype=torch.long)
+    targets = torch.full((len(windows), length), -100, dtype=torch.long)
+    for row, win in enumerate(windows):
+        inputs[row, : len(win.tokens)] = torch.tensor(win.tokens)
+        scored = slice(win.score_from, len(win.targets))
+        targets[row, scored] = torch.tensor(win.targets[scored])
+    return inputs.to(device), targets.to(device)

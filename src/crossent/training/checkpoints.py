@@ -1,0 +1,120 @@
+"""A run's checkpoints and the state it resumes from.
+
+``out/last`` holds the model and tokenizer of the latest evaluation with the training state
+(``training_state.pt``): the configuration, the step, the evaluations so far, the optimizer,
+the schedule and every random generator's state, so that a run resumed from it continues as if
+never stopped. ``out/best`` is ``out/last`` as it was at the best evaluation, copied as hard
+links. Each folder is replaced as a whole, so an interrupted save leaves the previous one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from crossent.files import write_folder_atomically
+from crossent.training.config import TrainConfig
+from crossent.training.model import HiddenStates, TrainingModel
+from crossent.training.records import EvalHistory, EvalRecord
+
+STATE_FILE = "training_state.pt"
+
+
+def training_state(
+    config: TrainConfig,
+    step: int,
+    elapsed: float,
+    history: EvalHistory,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Everything a resumed run needs besides the weights, as ``training_state.pt`` holds it."""
+    return {
+        "config": config.to_dict(),
+        "step": step,
+        "bad_evals": history.bad_evals,
+        "elapsed_s": elapsed,
+        "records": [record.to_dict() for record in history.records],
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "rng_torch": torch.get_rng_state(),
+        "rng_python": random.getstate(),
+        "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+
+
+def restore(
+    state: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
+    patience: int | None,
+) -> tuple[int, float, EvalHistory]:
+    """Put the optimizer, the schedule and the random generators back as ``state`` has them.
+
+    Returns:
+        The step, the training seconds so far, and the evaluations so far.
+    """
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    records = [EvalRecord(**record) for record in state["records"]]
+    history = EvalHistory(patience, records, state["bad_evals"])
+    torch.set_rng_state(state["rng_torch"])
+    random.setstate(state["rng_python"])
+    if device.type == "cuda" and state.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state(state["rng_cuda"], device)
+    return state["step"], state["elapsed_s"], history
+
+
+def read_state(out: Path) -> dict[str, Any]:
+    """The training state of the run in ``out``.
+
+    Raises:
+        ValueError: ``out`` has no ``last/training_state.pt``.
+    """
+    path = out / "last" / STATE_FILE
+    if not path.is_file():
+        raise ValueError(
+            f"cannot resume from {out}: no {path.relative_to(out)} (not a run folder?)"
+        )
+    state: dict[str, Any] = torch.load(path, weights_only=False)
+    return state
+
+
+def save_checkpoint(folder: Path, model: TrainingModel, state: dict[str, Any]) -> None:
+    """The model, its tokenizer and the training state into ``folder``, replaced as a whole."""
+    from crossent.models.checkpoint import save_gpt
+    from crossent.models.gpt import GPT
+
+    def write(staging: Path) -> None:
+        if isinstance(model.trainable, GPT):
+            save_gpt(staging, model.trainable, model.tokenizer_files)
+        elif isinstance(model.trainable, HiddenStates):
+            model.trainable.model.save_pretrained(staging)
+            model.tokenizer_files.save_pretrained(staging)
+        torch.save(state, staging / STATE_FILE)
+
+    write_folder_atomically(folder, write)
+
+
+def link_copy(source: Path, folder: Path) -> None:
+    """``folder`` replaced by a copy of ``source`` made of hard links (no bytes rewritten)."""
+    write_folder_atomically(
+        folder,
+        lambda staging: shutil.copytree(
+            source, staging, dirs_exist_ok=True, copy_function=_link_or_copy
+        ),
+    )
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links
+        shutil.copy2(source, target)
