@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     from crossent.distributed import process_group
     from crossent.report.progress import TokenProgress
+    from crossent.report.training import write_training_pages
     from crossent.training import train
 
     with process_group() as (rank, device):
@@ -109,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
             result = train(config, resume=args.resume, log=log, progress=progress)
         if rank != 0:
             return 0
+    write_training_pages(result)
     first, best = result.records[0], result.best
     print(
         f"{result.parameters:,} parameters; training text {result.split.train_bytes} bytes "

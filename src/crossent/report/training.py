@@ -9,8 +9,10 @@ choosing anything itself:
   the lowest validation loss marked.
 * :func:`losses_svg` is the same figure as SVG text that a page can hold inline.
 * :func:`render_training_report` is one self-contained HTML page (see
-  :mod:`crossent.report.html` for what self-contained means) with the curves, a table of the
+  :mod:`crossent.report.page` for what self-contained means) with the curves, a table of the
   records, the run's configuration and an optional summary.
+* :func:`write_training_pages` writes both into a finished run's folder (``crossent train``
+  calls it once the run ends).
 
 Conventions:
 
@@ -30,17 +32,21 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from html import escape
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 from numpy.typing import ArrayLike, NDArray
 
-from crossent.files import write_bytes_atomically
+from crossent.files import write_bytes_atomically, write_text_atomically
 from crossent.metrics import perplexity
 from crossent.report.figures import inline_svg, new_figure, png_bytes
-from crossent.report.html import BASE_STYLE, cell, page
+from crossent.report.page import BASE_STYLE, cell, page
 from crossent.training.records import EvalRecord, best_evaluation
+
+if TYPE_CHECKING:
+    from crossent.training.loop import TrainResult
 
 _FIGURE_SIZE_INCHES = (7.5, 4.5)
 _TRAIN_COLOUR = "#2f6db5"
@@ -65,6 +71,22 @@ _COLUMNS: tuple[tuple[str, str, Callable[[EvalRecord], str]], ...] = (
     ("lr", "learning rate", lambda r: f"{r.lr:.3g}"),
     ("elapsed_s", "elapsed, s", lambda r: f"{r.elapsed_s:.1f}"),
 )
+
+
+def write_training_pages(result: TrainResult) -> None:
+    """``losses.png`` and ``report.html`` of a finished run, into its output folder."""
+    out, best, split = result.out, result.best, result.split
+    plot_losses(result.records, out / "losses.png")
+    summary = {
+        "stopped": result.stopped,
+        "best step": best.step,
+        "best checkpoint": str(out / "best"),
+        "parameters": result.parameters,
+        "training text": f"{split.train_bytes} bytes, {result.train_tokens} tokens",
+        "validation text": f"{split.validation_bytes} bytes",
+    }
+    page = render_training_report(result.records, result.config.to_dict(), summary=summary)
+    write_text_atomically(out / "report.html", page)
 
 
 def plot_losses(records: Sequence[EvalRecord], path: str | os.PathLike[str]) -> None:

@@ -35,11 +35,9 @@ from torch import Tensor, nn
 from crossent.data import Document
 from crossent.distributed import all_sum, default_device, rank_and_world
 from crossent.evaluation import evaluate
-from crossent.files import write_text_atomically
 from crossent.losses.distill import distillation_loss
 from crossent.losses.linear import linear_cross_entropy
 from crossent.metrics import nats_to_bits
-from crossent.report.training import plot_losses, render_training_report
 from crossent.training.checkpoints import (
     link_copy,
     read_state,
@@ -59,9 +57,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a run did.
+    """What a run did; :func:`crossent.report.training.write_training_pages` draws it.
 
     Attributes:
+        config: the run's settings (a resumed run's are those it was started with).
         out: the output folder.
         best: the record of the lowest validation loss; its checkpoint is ``out/best``.
         records: every evaluation, in order (step 0 first).
@@ -72,6 +71,7 @@ class TrainResult:
         validation_tokens: tokens the validation loss is computed over.
     """
 
+    config: TrainConfig
     out: Path
     best: EvalRecord
     records: list[EvalRecord]
@@ -143,9 +143,8 @@ def train(
     stopped = run.train(until_step, progress)
     best = run.history.best
     assert best is not None  # step 0 was evaluated
-    if run.rank == 0:
-        _write_pages(run, best, stopped, split, len(train_ids))
     return TrainResult(
+        config=run.config,
         out=out,
         best=best,
         records=run.history.records,
@@ -341,24 +340,6 @@ class _Run:
             if pausing:
                 return "until_step"
         return "max_steps"
-
-
-def _write_pages(
-    run: _Run, best: EvalRecord, stopped: str, split: TextSplit, train_tokens: int
-) -> None:
-    """``losses.png`` and ``report.html`` of a finished run."""
-    records, out = run.history.records, run.out
-    plot_losses(records, out / "losses.png")
-    summary = {
-        "stopped": stopped,
-        "best step": best.step,
-        "best checkpoint": str(out / "best"),
-        "parameters": module_parameters(run.model.trainable),
-        "training text": f"{split.train_bytes} bytes, {train_tokens} tokens",
-        "validation text": f"{split.validation_bytes} bytes",
-    }
-    page = render_training_report(records, run.config.to_dict(), summary=summary)
-    write_text_atomically(out / "report.html", page)
 
 
 def _describe(record: EvalRecord, improved: bool) -> str:
