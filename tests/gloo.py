@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from torch.multiprocessing.spawn import spawn
 
 # rank_main(rank, world_size, out_dir, *args), run on every rank inside the process group.
 RankMain = Callable[..., None]
@@ -26,7 +26,7 @@ def spawn_gloo_world(rank_main: RankMain, world_size: int, out_dir: Path, *args:
     results under ``out_dir``, where the group also meets (a rendezvous file).
     """
     rendezvous = f"file://{out_dir / 'rendezvous'}"
-    mp.spawn(
+    spawn(  # type: ignore[no-untyped-call]
         _join_and_run,
         args=(world_size, rendezvous, rank_main, str(out_dir), args),
         nprocs=world_size,

@@ -28,7 +28,7 @@ def _log_probs(model: HFCausalLM, ids: list[int]) -> torch.Tensor:
     """The model's own transformers logits for BOS + ``ids[:-1]``, log-softmaxed in float64."""
     bos = model.tokenizer.bos_token_id
     with torch.no_grad():
-        logits = model.model(torch.tensor([[bos, *ids[:-1]]])).logits[0]
+        logits: torch.Tensor = model.model(torch.tensor([[bos, *ids[:-1]]])).logits[0]
     return logits.double().log_softmax(dim=-1)  # (T, V)
 
 

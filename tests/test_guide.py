@@ -77,6 +77,7 @@ def _run_command(step: Step) -> str:
     argv = shlex.split(step.source)
     assert argv[0] == "crossent", f"guide line {step.line}: not a crossent command"
     output = io.StringIO()
+    code: int | str | None
     with contextlib.redirect_stdout(output):
         try:
             code = main(argv[1:])

@@ -63,8 +63,9 @@ SHORT = "  Fewer tokens than one window,\tand leading spaces."
 def _texts() -> dict[str, str]:
     # The Python documentation inside CPython: English prose and indented code (runs of spaces).
     # It differs between Python versions, which does not matter: both tools read the same text.
-    pydoc = read_documents([])[0].text
-    return {"pydoc.txt": pydoc[:2000], "multilingual.txt": MULTILINGUAL, "short.txt": SHORT}
+    pydoc = read_documents([])[0]
+    assert isinstance(pydoc, Document)
+    return {"pydoc.txt": pydoc.text[:2000], "multilingual.txt": MULTILINGUAL, "short.txt": SHORT}
 
 
 def _task_config(files: list[Path], cache: Path) -> str:

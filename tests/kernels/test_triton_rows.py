@@ -65,7 +65,7 @@ def test_the_fixture_selects_the_kernel() -> None:
 
 
 def _cross_entropy_with_grad(logits: torch.Tensor, target: torch.Tensor, **options: Any) -> None:
-    crossent.cross_entropy(logits.clone().requires_grad_(True), target, **options).backward()
+    crossent.cross_entropy(logits.clone().requires_grad_(True), target, **options).backward()  # type: ignore[no-untyped-call]
 
 
 def test_class_weights_and_probability_targets_never_launch_it(kernel: _CountedKernel) -> None:
@@ -101,10 +101,10 @@ def test_cross_entropy_through_the_kernel(
 
     leaf = logits.clone().requires_grad_(True)
     loss = crossent.cross_entropy(leaf, target, **options)  # type: ignore[arg-type]
-    (loss * upstream).sum().backward()
+    (loss * upstream).sum().backward()  # type: ignore[no-untyped-call]
     truth_leaf = logits.double().requires_grad_(True)
     truth = composed_cross_entropy(truth_leaf, target, **options)  # type: ignore[arg-type]
-    (truth * upstream.double()).sum().backward()
+    (truth * upstream.double()).sum().backward()  # type: ignore[no-untyped-call]
 
     torch.testing.assert_close(loss.double(), truth.detach(), rtol=1e-5, atol=1e-5)
     assert leaf.grad is not None
@@ -124,11 +124,11 @@ def test_linear_cross_entropy_through_the_kernel(
     target[::4] = -100
     options = {"reduction": reduction, **OPTIONS[option]}
     leaves = [t.clone().requires_grad_(True) for t in (hidden, weight)]
-    loss = crossent.linear_cross_entropy(*leaves, target, chunk_rows=4, **options)  # type: ignore[arg-type]
-    loss.sum().backward()
+    loss = crossent.linear_cross_entropy(leaves[0], leaves[1], target, chunk_rows=4, **options)  # type: ignore[arg-type]
+    loss.sum().backward()  # type: ignore[no-untyped-call]
     truth_leaves = [t.double().requires_grad_(True) for t in (hidden, weight)]
     truth = composed_cross_entropy(truth_leaves[0] @ truth_leaves[1].T, target, **options)  # type: ignore[arg-type]
-    truth.sum().backward()
+    truth.sum().backward()  # type: ignore[no-untyped-call]
     torch.testing.assert_close(loss.double(), truth.detach(), rtol=1e-5, atol=1e-5)
     for leaf, truth_leaf in zip(leaves, truth_leaves, strict=True):
         assert leaf.grad is not None
@@ -156,9 +156,9 @@ def test_bfloat16_gradient_is_written_in_place_in_bfloat16(kernel: _CountedKerne
     generator = torch.Generator().manual_seed(3)
     logits = (torch.randn(4, 1500, generator=generator) * 2).bfloat16().requires_grad_(True)
     target = torch.randint(0, 1500, (4,), generator=generator)
-    crossent.cross_entropy(logits, target).backward()
+    crossent.cross_entropy(logits, target).backward()  # type: ignore[no-untyped-call]
     truth_leaf = logits.detach().double().requires_grad_(True)
-    F.cross_entropy(truth_leaf, target).backward()
+    F.cross_entropy(truth_leaf, target).backward()  # type: ignore[no-untyped-call]
     assert logits.grad is not None
     assert logits.grad.dtype == torch.bfloat16
     torch.testing.assert_close(logits.grad.double(), truth_leaf.grad, rtol=1e-2, atol=1e-5)
@@ -171,9 +171,9 @@ def test_strided_logits_get_their_gradient_through_the_kernel(kernel: _CountedKe
     logits = (torch.randn(50, 5, generator=generator) * 2).T  # [5, 50], column stride 5
     target = torch.tensor([3, -100, 49, 0, 17])
     leaf = logits.detach().requires_grad_(True)
-    crossent.cross_entropy(leaf, target, z_loss=1e-2).backward()
+    crossent.cross_entropy(leaf, target, z_loss=1e-2).backward()  # type: ignore[no-untyped-call]
     truth_leaf = logits.detach().double().requires_grad_(True)
-    composed_cross_entropy(truth_leaf, target, z_loss=1e-2).backward()
+    composed_cross_entropy(truth_leaf, target, z_loss=1e-2).backward()  # type: ignore[no-untyped-call]
     assert leaf.grad is not None
     torch.testing.assert_close(leaf.grad.double(), truth_leaf.grad, rtol=1e-5, atol=1e-6)
     assert kernel.launches == 2

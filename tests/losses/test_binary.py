@@ -147,7 +147,7 @@ def test_empty_mean_is_zero() -> None:
     """The documented policy: the mean of nothing is 0 with a (empty) gradient, not NaN."""
     logits = torch.zeros(0, 3, requires_grad=True)
     loss = binary_cross_entropy(logits, torch.zeros(0, 3))
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]
     assert loss.item() == 0.0
     assert logits.grad is not None
     assert logits.grad.shape == (0, 3)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -27,11 +26,10 @@ REDUCTIONS = ["none", "sum", "mean"]
 
 
 @pytest.fixture(params=[None, 16], ids=["one-chunk", "many-chunks"])
-def chunking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def chunking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run a test once as is and once with chunks of ~16 logits (rows not a multiple of it)."""
     if request.param is not None:
         monkeypatch.setattr(crossent.kernels.chunks, "LOGITS_PER_CHUNK", request.param)
-    return
 
 
 def _torch_cross_entropy(logits: Tensor, target: Tensor, **options: object) -> Tensor:
@@ -139,7 +137,7 @@ def test_matches_pytorch_pure_python_reference(
     logits, target, weight = _make_case((9, 6), "some", soft=soft, seed=3)
     w = weight if weighted else None
     ours = cross_entropy(logits, target, w, -100, reduction, smoothing)  # type: ignore[arg-type]
-    expected = cross_entropy_loss_reference(
+    expected = cross_entropy_loss_reference(  # type: ignore[no-untyped-call]
         logits, target, w, ignore_index=-100, reduction=reduction, label_smoothing=smoothing
     )
     torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
@@ -223,7 +221,7 @@ def test_confident_prediction_has_tiny_loss_and_gradient() -> None:
     logits[0, 5], logits[1, 6], logits[2, 7] = 40.0, 1e4, 25.0
     leaf = logits.clone().requires_grad_(True)
     loss = cross_entropy(leaf, target, reduction="none")
-    loss.sum().backward()
+    loss.sum().backward()  # type: ignore[no-untyped-call]
     assert leaf.grad is not None
     expected = torch.log1p((num_classes - 1) * torch.exp(-logits.double()[[0, 1, 2], [5, 6, 7]]))
     assert (loss >= 0).all()
@@ -263,7 +261,7 @@ def test_token_loss_equals_reduction_none_and_sum() -> None:
 def test_empty_batch_mean_is_zero() -> None:
     logits = torch.zeros(0, 5, requires_grad=True)
     loss = cross_entropy(logits, torch.zeros(0, dtype=torch.long))
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]
     assert loss.item() == 0.0
     assert logits.grad is not None
     assert logits.grad.shape == (0, 5)
@@ -273,7 +271,7 @@ def test_a_weight_is_not_required_to_have_a_gradient() -> None:
     """Class weights are constants, as in PyTorch: a weight with requires_grad gets none."""
     logits = torch.randn(4, 5, requires_grad=True)
     weight = torch.rand(5, requires_grad=True)
-    cross_entropy(logits, torch.tensor([0, 1, 2, 3]), weight).backward()
+    cross_entropy(logits, torch.tensor([0, 1, 2, 3]), weight).backward()  # type: ignore[no-untyped-call]
     assert weight.grad is None
     assert logits.grad is not None
 
@@ -284,7 +282,7 @@ def test_probability_target_gradient_matches_torch() -> None:
     grads = []
     for fn in (cross_entropy, F.cross_entropy):
         target = target64.clone().requires_grad_(True)
-        fn(logits64, target, weight, label_smoothing=0.2).backward()  # type: ignore[operator]
+        fn(logits64, target, weight, label_smoothing=0.2).backward()  # type: ignore[no-untyped-call]
         grads.append(target.grad)
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
 

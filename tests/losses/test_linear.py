@@ -8,6 +8,7 @@ hidden, weight and bias; PyTorch at the tested dtype sets the tolerance (``oracl
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -48,7 +49,7 @@ def _case(
 
 
 def _loss_and_grads(
-    fn: object,
+    fn: Callable[..., Tensor],
     hidden: Tensor,
     weight: Tensor,
     target: Tensor,
@@ -58,8 +59,8 @@ def _loss_and_grads(
 ) -> list[Tensor]:
     leaves = [t.detach().clone().requires_grad_(True) for t in (hidden, weight)]
     bias_leaf = bias.detach().clone().requires_grad_(True) if bias is not None else None
-    loss = fn(leaves[0], leaves[1], target, bias_leaf, **options)  # type: ignore[operator]
-    (loss * upstream).sum().backward()
+    loss = fn(leaves[0], leaves[1], target, bias_leaf, **options)
+    (loss * upstream).sum().backward()  # type: ignore[no-untyped-call]
     grads = [leaf.grad for leaf in leaves] + ([bias_leaf.grad] if bias_leaf is not None else [])
     assert all(grad is not None for grad in grads)
     return [loss.detach(), *grads]  # type: ignore[list-item]
@@ -153,7 +154,7 @@ def test_confident_predictions_have_finite_tiny_gradients() -> None:
     hidden.requires_grad_(True)
     leaf_weight = weight.clone().requires_grad_(True)
     loss = linear_cross_entropy(hidden, leaf_weight, torch.arange(4), reduction="none")
-    loss.sum().backward()
+    loss.sum().backward()  # type: ignore[no-untyped-call]
     assert (loss >= 0).all()
     assert loss.max().item() < 1e-30  # truly log1p(999 * e^-100) = 3.7e-41
     assert hidden.grad is not None
@@ -250,9 +251,9 @@ def test_a_frozen_input_gets_no_gradient_and_the_other_the_right_one(frozen: str
         "hidden": hidden.clone().requires_grad_(frozen != "hidden"),
         "weight": weight.clone().requires_grad_(frozen != "weight"),
     }
-    linear_cross_entropy(leaves["hidden"], leaves["weight"], target, bias, chunk_rows=3).backward()
+    linear_cross_entropy(leaves["hidden"], leaves["weight"], target, bias, chunk_rows=3).backward()  # type: ignore[no-untyped-call]
     truth = [t.clone().requires_grad_(True) for t in (hidden, weight)]
-    _unfused(truth[0], truth[1], target, bias).backward()
+    _unfused(truth[0], truth[1], target, bias).backward()  # type: ignore[no-untyped-call]
     assert leaves[frozen].grad is None
     trained = "weight" if frozen == "hidden" else "hidden"
     expected = truth[1].grad if trained == "weight" else truth[0].grad

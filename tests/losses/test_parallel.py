@@ -12,6 +12,7 @@ that group ranks differ from global ranks.
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,7 +145,7 @@ def _options(case: Case) -> dict[str, Any]:
 
 
 def _backward(loss: Tensor, case: Case, upstream: Tensor) -> None:
-    loss.backward(upstream if case.reduction == "none" else None)
+    loss.backward(upstream if case.reduction == "none" else None)  # type: ignore[no-untyped-call]
 
 
 def _run_sharded(case: Case, group: dist.ProcessGroup | None, classes: slice) -> dict[str, Tensor]:
@@ -270,6 +271,11 @@ def _rank_share(name: str, whole: Tensor, classes: slice) -> Tensor:
 _WORLD_CASES = [(world_size, case) for world_size in (2, 3) for case in _cases(world_size)]
 
 
+def _located(rank: int, name: str, message: str) -> str:
+    """``assert_close``'s message, prefixed with where it failed."""
+    return f"rank {rank}, {name}: {message}"
+
+
 @pytest.mark.parametrize(
     ("world_size", "case"),
     _WORLD_CASES,
@@ -293,7 +299,7 @@ def test_every_rank_matches_the_unsharded_loss(
                 _rank_share(name, whole, classes),
                 rtol=tolerance,
                 atol=tolerance,
-                msg=lambda message, rank=rank, name=name: f"rank {rank}, {name}: {message}",
+                msg=functools.partial(_located, rank, name),
             )
         if case.all_ignored:
             assert all(not value.any() for value in ours.values()), "nothing scored: all zero"

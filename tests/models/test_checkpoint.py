@@ -50,14 +50,16 @@ def model(tokenizer: PreTrainedTokenizerFast) -> GPT:
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(30):
         hidden = model(batch[:, :-1])
-        crossent.linear_cross_entropy(hidden, model.head_weight, batch[:, 1:]).backward()
+        crossent.linear_cross_entropy(hidden, model.head_weight, batch[:, 1:]).backward()  # type: ignore[no-untyped-call]
         optimizer.step()
         optimizer.zero_grad()
     return model.eval()
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory: pytest.TempPathFactory, model: GPT, tokenizer: Tokenizer) -> Path:
+def saved(
+    tmp_path_factory: pytest.TempPathFactory, model: GPT, tokenizer: PreTrainedTokenizerFast
+) -> Path:
     folder = tmp_path_factory.mktemp("checkpoints") / "tiny"
     assert save_gpt(folder, model, tokenizer) == folder
     return folder

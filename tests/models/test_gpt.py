@@ -11,13 +11,15 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 import crossent
 from crossent.models import GPT, GPTConfig, from_gpt2_state_dict, to_gpt2_state_dict
+from crossent.models.gpt import Block
 
 CONFIG = GPTConfig.preset("tiny", vocab_size=97)  # 2 layers, 4 heads, d 64, context 128
 
 
 def _gpt2(config: GPTConfig) -> GPT2LMHeadModel:
     """transformers' GPT-2 of the same sizes, GPT-2's defaults otherwise, eager attention."""
-    gpt2_config = GPT2Config(
+    # attn_implementation goes to PreTrainedConfig's **kwargs, which GPT2Config's fields hide.
+    gpt2_config = GPT2Config(  # type: ignore[call-arg]
         vocab_size=config.vocab_size,
         n_positions=config.context_length,
         n_embd=config.d_model,
@@ -31,7 +33,9 @@ def _gpt2(config: GPTConfig) -> GPT2LMHeadModel:
         # Their attention written out, not the SDPA kernel ours uses.
         attn_implementation="eager",
     )
-    return GPT2LMHeadModel(gpt2_config).eval()
+    model = GPT2LMHeadModel(gpt2_config)
+    model.eval()  # type: ignore[no-untyped-call]
+    return model
 
 
 def _perturbed(model: GPT, scale: float = 0.05) -> GPT:
@@ -57,7 +61,7 @@ def _ids(config: GPTConfig, batch: int = 3, tokens: int = 40, seed: int = 0) -> 
 def test_logits_equal_transformers_gpt2(dtype: torch.dtype, tolerance: float) -> None:
     torch.manual_seed(0)
     model = _perturbed(GPT(CONFIG)).to(dtype).eval()
-    reference = _gpt2(CONFIG).to(dtype)
+    reference = _gpt2(CONFIG).to(dtype)  # type: ignore[arg-type]
     reference.load_state_dict(to_gpt2_state_dict(model), strict=True)
     ids = _ids(CONFIG)
     with torch.no_grad():
@@ -131,7 +135,7 @@ def test_head_is_the_token_embedding() -> None:
     assert model.head_weight is model.token_embedding.weight
     assert all("head" not in name for name in model.state_dict())
     hidden = model(_ids(CONFIG))
-    crossent.linear_cross_entropy(hidden[:, :-1], model.head_weight, _ids(CONFIG)[:, 1:]).backward()
+    crossent.linear_cross_entropy(hidden[:, :-1], model.head_weight, _ids(CONFIG)[:, 1:]).backward()  # type: ignore[no-untyped-call]
     # One gradient, from both uses: the head's and the embedding lookup's.
     assert model.token_embedding.weight.grad is not None
     assert model.num_parameters() == sum(p.numel() for p in set(model.parameters()))
@@ -160,6 +164,7 @@ def test_initialisation_is_gpt2s() -> None:
     config = GPTConfig(vocab_size=512, context_length=64, n_layer=8, n_head=4, d_model=256)
     model = GPT(config)
     block = model.blocks[3]
+    assert isinstance(block, Block)
     assert model.token_embedding.weight.std().item() == pytest.approx(0.02, rel=0.02)
     assert block.attention.qkv.weight.std().item() == pytest.approx(0.02, rel=0.02)
     assert block.mlp.up.weight.std().item() == pytest.approx(0.02, rel=0.02)

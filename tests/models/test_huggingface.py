@@ -58,7 +58,10 @@ def test_hidden_states_refuses_bad_input(smollm2: HFCausalLM) -> None:
 
 def _tiny(**config: object) -> PreTrainedModel:
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(LlamaConfig(**{**TINY.to_dict(), **config}))
+    model: PreTrainedModel = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+        LlamaConfig(**{**TINY.to_dict(), **config})
+    )
+    return model
 
 
 def test_a_model_that_scales_its_logits_is_refused() -> None:
@@ -79,6 +82,6 @@ def test_logits_other_than_hidden_states_at_the_head_are_refused() -> None:
         output.logits = output.logits + torch.arange(output.logits.shape[-1])
         return output
 
-    model.forward = shifted  # type: ignore[method-assign]
+    model.forward = shifted
     with pytest.raises(ValueError, match="computes its logits in a way crossent does not support"):
         HFCausalLM(model, tokenizer, name="shifted")

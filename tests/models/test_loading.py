@@ -24,7 +24,7 @@ def test_a_model_directory_loads_without_the_network(tmp_path: Path) -> None:
         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
     )  # fmt: skip
     torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "tiny")
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "tiny")  # type: ignore[no-untyped-call]
     tokenizer.save_pretrained(tmp_path / "tiny")
     model = load_model(tmp_path / "tiny", device="cpu", dtype=torch.bfloat16)
     assert isinstance(model, HFCausalLM)

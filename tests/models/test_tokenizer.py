@@ -40,7 +40,9 @@ def test_offsets_cover_the_characters_of_each_token(smollm2: HFCausalLM) -> None
 def test_a_tokenizer_without_bos_says_none(smollm2: HFCausalLM) -> None:
     backend = smollm2.hf_tokenizer.backend_tokenizer
     tokenizer = HFTokenizer(
-        PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>")
+        PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+            tokenizer_object=backend, eos_token="<|im_end|>"
+        )
     )
     assert tokenizer.bos_token_id is None
     assert tokenizer.eos_token_id == 2

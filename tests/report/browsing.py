@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.command import Command
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
@@ -14,12 +16,22 @@ def open_page(driver: WebDriver, page: str, path: Path) -> None:
     """Write ``page`` to ``path`` and open it; the console log then holds only this page's."""
     path.write_text(page, encoding="utf-8")
     driver.get(path.as_uri())
-    driver.get_log("browser")  # reading the log empties it: each page starts with its own
+    _browser_log(driver)  # reading the log empties it: each page starts with its own
 
 
 def severe_console_messages(driver: WebDriver) -> list[str]:
     """Errors, failed loads and Content-Security-Policy violations the page caused."""
-    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    return [entry["message"] for entry in _browser_log(driver) if entry["level"] == "SEVERE"]
+
+
+def _browser_log(driver: WebDriver) -> list[dict[str, Any]]:
+    """The console entries since the last read: what Chromium's ``get_log("browser")`` returns.
+
+    The fixture's driver is a ``Chrome``, but the tests hold it as a ``WebDriver``, which has no
+    ``get_log``; so this sends the command ``get_log`` sends, through the typed ``execute``.
+    """
+    entries: list[dict[str, Any]] = driver.execute(Command.GET_LOG, {"type": "browser"})["value"]
+    return entries
 
 
 def save_screenshot(driver: WebDriver, path: Path) -> None:

@@ -25,7 +25,7 @@ HOVERED = 2  # 'alert("x")' in the first document: p below 0.001, so in exponent
 
 
 def _tokens(nats: list[float], rank_shift: int) -> list[TokenScore]:
-    scores = []
+    scores: list[TokenScore] = []
     for document, pieces in enumerate(DOCUMENTS.values()):
         start = 0
         for position, text in enumerate(pieces, start=1):

@@ -11,8 +11,6 @@ import math
 from pathlib import Path
 
 import pytest
-from browsing import open_page, save_screenshot, severe_console_messages
-from parsing import ParsedPage
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -27,6 +25,8 @@ from crossent.explain import (
 )
 from crossent.metrics import nats_to_bits, perplexity
 from crossent.report.explain import figures, format_explanation, render_explanation_page
+from report.browsing import open_page, save_screenshot, severe_console_messages
+from report.parsing import ParsedPage
 
 LABELS = ["dog <b>", "cat & co", "fish"]
 TOKEN_TEXTS = ["<script>", " costs $5", "\n", " end"]
