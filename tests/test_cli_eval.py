@@ -101,7 +101,9 @@ def text_file(tmp_path: Path) -> Path:
         (("--window", "10000"), "window 10000 is outside [1, 8192]"),
     ],
 )
-def test_more_bad_input(tmp_path: Path, text_file: Path, args: tuple[str, ...], complaint: str):
+def test_more_bad_input(
+    tmp_path: Path, text_file: Path, args: tuple[str, ...], complaint: str
+) -> None:
     (tmp_path / "empty.txt").write_bytes(b"")
     (tmp_path / "folder").mkdir()
     (tmp_path / "bad.txt").write_bytes(b"ok\xff")

@@ -15,6 +15,18 @@ from crossent.data import Document, FileDocument, read_documents
 from crossent.data.sources import first_characters
 
 
+def in_memory(documents: list[Document | FileDocument]) -> list[Document]:
+    """``documents``, each checked to be held in memory (small enough not to be streamed)."""
+    assert all(isinstance(document, Document) for document in documents)
+    return [document for document in documents if isinstance(document, Document)]
+
+
+def streamed(documents: list[Document | FileDocument]) -> list[FileDocument]:
+    """``documents``, each checked to be streamed from its file."""
+    assert all(isinstance(document, FileDocument) for document in documents)
+    return [document for document in documents if isinstance(document, FileDocument)]
+
+
 def _stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
 
@@ -29,14 +41,14 @@ def test_text_file_is_one_document_read_exactly(tmp_path: Path) -> None:
 def test_byte_order_mark_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "bom.txt"
     path.write_bytes(b"\xef\xbb\xbfhi")
-    assert read_documents([str(path)])[0].text == "\ufeffhi"
+    assert in_memory(read_documents([str(path)]))[0].text == "\ufeffhi"
 
 
 def test_paths_keep_their_order(tmp_path: Path) -> None:
     (tmp_path / "b.txt").write_text("bee")
     (tmp_path / "a.txt").write_text("ay")
     paths = [str(tmp_path / "b.txt"), str(tmp_path / "a.txt")]
-    assert [d.text for d in read_documents(paths)] == ["bee", "ay"]
+    assert [d.text for d in in_memory(read_documents(paths))] == ["bee", "ay"]
 
 
 def test_directory_is_its_visible_files_sorted(tmp_path: Path) -> None:
@@ -44,7 +56,7 @@ def test_directory_is_its_visible_files_sorted(tmp_path: Path) -> None:
         (tmp_path / name).write_text(text)
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "deeper.txt").write_text("not read")
-    documents = read_documents([str(tmp_path)])
+    documents = in_memory(read_documents([str(tmp_path)]))
     assert [(Path(d.name).name, d.text) for d in documents] == [
         ("a.md", "one"),
         ("b.txt", "two"),
@@ -55,7 +67,7 @@ def test_directory_is_its_visible_files_sorted(tmp_path: Path) -> None:
 def test_directory_jsonl_files_use_the_field(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("plain")
     (tmp_path / "b.jsonl").write_text(json.dumps({"text": "line"}) + "\n")
-    documents = read_documents([str(tmp_path)], field="text")
+    documents = in_memory(read_documents([str(tmp_path)], field="text"))
     assert [d.text for d in documents] == ["plain", "line"]
 
 
@@ -88,7 +100,7 @@ def test_stdin_with_field_is_json_lines(monkeypatch: pytest.MonkeyPatch) -> None
 def test_default_is_the_python_documentation() -> None:
     from pydoc_data.topics import topics
 
-    documents = read_documents([])
+    documents = in_memory(read_documents([]))
     assert len(documents) == 1
     (document,) = documents
     assert document.name.startswith("pydoc_data.topics (Python ")
@@ -117,7 +129,7 @@ def test_invalid_utf8_names_file_and_offset(tmp_path: Path) -> None:
 def test_invalid_utf8_replaced_on_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "latin1.txt"
     path.write_bytes(b"caf\xe9!")
-    assert read_documents([str(path)], errors="replace")[0].text == "caf\ufffd!"
+    assert in_memory(read_documents([str(path)], errors="replace"))[0].text == "caf\ufffd!"
     _stdin(monkeypatch, b"\xff")
     message = "<stdin> is not valid UTF-8: byte 0xff at offset 0"
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -202,10 +214,10 @@ def test_a_large_file_is_streamed_in_parts(tmp_path: Path) -> None:
 def test_invalid_bytes_in_a_streamed_file_name_their_offset(tmp_path: Path) -> None:
     path = tmp_path / "bad.txt"
     path.write_bytes(b"a" * 50 + "é".encode() + b"\xff" + b"z" * 50)
-    (document,) = read_documents([str(path)], stream_bytes=10)
+    (document,) = streamed(read_documents([str(path)], stream_bytes=10))
     with pytest.raises(ValueError, match=r"bad.txt is not valid UTF-8: at byte offset 52 "):
         "".join(document.parts(read_bytes=16))
-    (replaced,) = read_documents([str(path)], errors="replace", stream_bytes=10)
+    (replaced,) = streamed(read_documents([str(path)], errors="replace", stream_bytes=10))
     assert "".join(replaced.parts(read_bytes=16)) == "a" * 50 + "é\ufffd" + "z" * 50
     assert replaced.num_bytes == 103  # bytes as stored, not as re-encoded
 
@@ -213,7 +225,7 @@ def test_invalid_bytes_in_a_streamed_file_name_their_offset(tmp_path: Path) -> N
 def test_bytes_are_counted_as_stored_when_invalid_bytes_are_replaced(tmp_path: Path) -> None:
     path = tmp_path / "bad.txt"
     path.write_bytes(b"ab\xffcd")
-    (document,) = read_documents([str(path)], errors="replace")
+    (document,) = in_memory(read_documents([str(path)], errors="replace"))
     assert document.text == "ab\ufffdcd"
     assert document.num_bytes == 5
 

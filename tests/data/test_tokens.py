@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crossent.data import read_documents
+from crossent.data import Document, read_documents
 from crossent.data.tokens import tokenize_parts
 from crossent.models import HFCausalLM
 
@@ -36,7 +36,9 @@ def test_pieces_tokenize_as_the_whole(smollm2: HFCausalLM, name: str, piece_char
 
 
 def test_the_default_text_in_small_pieces(smollm2: HFCausalLM) -> None:
-    text = read_documents([])[0].text[:200_000]
+    (document,) = read_documents([])
+    assert isinstance(document, Document)
+    text = document.text[:200_000]
     pieces = list(tokenize_parts(smollm2.tokenizer, [text], piece_chars=5000))
     assert len(pieces) > 10
     assert [i for piece in pieces for i in piece.ids] == smollm2.tokenizer.encode(text)

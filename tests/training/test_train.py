@@ -78,7 +78,9 @@ def test_an_untrained_model_scores_ln_v_and_the_first_loss_is_pytorchs(
     # run's first rows through F.cross_entropy give the first logged training loss.
     torch.manual_seed(config.seed)
     model = GPT(GPTConfig.preset("tiny", vocab_size=vocab, context_length=32))
-    ids = [best.tokenizer.bos_token_id, *best.tokenizer.encode(split_text(TEXT, 0.9).train)]
+    bos = best.tokenizer.bos_token_id
+    assert bos is not None
+    ids = [bos, *best.tokenizer.encode(split_text(TEXT, 0.9).train)]
     rows = TrainingRows(ids, 32, config.seed).take(0, 8)
     with torch.no_grad():
         logits = model(rows[:, :-1]) @ model.head_weight.T
@@ -262,7 +264,9 @@ def test_bad_training_input_is_one_line(
     assert text_file.read_text(encoding="utf-8") == TEXT  # nothing the user gave is touched
 
 
-def test_the_embedded_tokenizer_can_be_reused(smollm2: object, text_file: Path, tmp_path: Path):
+def test_the_embedded_tokenizer_can_be_reused(
+    smollm2: object, text_file: Path, tmp_path: Path
+) -> None:
     del smollm2  # loaded once, so its conversion is cached
     result = train(_config(text_file, tmp_path / "run", tokenizer="smollm2", max_steps=1))
     student = load_model(tmp_path / "run" / "best", device="cpu")
