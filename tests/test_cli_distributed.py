@@ -25,6 +25,7 @@ def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, check=False, env=env)
 
 
+@pytest.mark.slow
 def test_two_ranks_give_the_single_process_result(smollm2: HFCausalLM, tmp_path: Path) -> None:
     del smollm2  # loaded once so both ranks find the converted model in the cache
     data = []

@@ -110,6 +110,7 @@ def test_a_perturbed_copy_against_float64(
         assert side.totals.bits_per_byte == pytest.approx(_bits_per_byte(nats), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_kl_and_agreement_against_float64(smollm2: HFCausalLM) -> None:
     """The same weights computed in bfloat16: compare's numbers for a mixed-dtype pair."""
     bf16 = load_model(None, dtype=torch.bfloat16, device="cpu")
@@ -159,6 +160,7 @@ def test_different_tokenizers_compare_bits_per_byte_only(
     assert result.a.totals.tokens != result.b.totals.tokens
 
 
+@pytest.mark.slow
 def test_compare_command_on_the_model_and_a_perturbed_copy(
     perturbed: HFCausalLM, oracle: Oracle, tmp_path: Path
 ) -> None:

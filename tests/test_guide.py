@@ -108,6 +108,7 @@ def _png_size(path: Path) -> tuple[int, int]:
     return width, height
 
 
+@pytest.mark.slow
 def test_guide_runs_as_written(
     embedded_model_once: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

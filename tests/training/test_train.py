@@ -88,6 +88,7 @@ def test_an_untrained_model_scores_ln_v_and_the_first_loss_is_pytorchs(
     assert first.train_loss == pytest.approx(expected.item(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_tiny_model_overfits_a_tiny_text(text_file: Path, tmp_path: Path) -> None:
     short = tmp_path / "short.txt"
     short.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
@@ -105,6 +106,7 @@ def test_the_same_seed_gives_the_same_run(text_file: Path, tmp_path: Path) -> No
     assert _losses(other.records) != _losses(one.records)
 
 
+@pytest.mark.slow
 def test_accumulation_splits_a_step_without_changing_it(text_file: Path, tmp_path: Path) -> None:
     whole = train(_config(text_file, tmp_path / "a", batch_size=8, grad_accum=1))
     split = train(_config(text_file, tmp_path / "b", batch_size=2, grad_accum=4))
@@ -190,6 +192,7 @@ def test_distillation_trains_a_student_on_its_teachers_tokenizer(
     del teacher
 
 
+@pytest.mark.slow
 def test_fine_tuning_the_embedded_model(smollm2: object, tmp_path: Path) -> None:
     del smollm2  # loaded once, so its conversion is cached
     path = tmp_path / "t.txt"
@@ -206,6 +209,7 @@ def test_fine_tuning_the_embedded_model(smollm2: object, tmp_path: Path) -> None
     assert (tmp_path / "run" / "best" / "config.json").is_file()  # a Hugging Face folder
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one(text_file: Path, tmp_path: Path) -> None:
     common = [
         "train", "--data", str(text_file), "--preset", "tiny", "--context-length", "32",
