@@ -61,6 +61,24 @@ class DocumentScore:
         return NLLMeter(self.nll_nats, self.tokens, self.bytes, self.words, self.correct).result()
 
 
+def top_alternatives(
+    ids: Sequence[int], texts: Sequence[str], probs: Sequence[float]
+) -> list[dict[str, Any]]:
+    """The top-k alternatives as every output writes them: ``{"id", "text", "prob"}`` each.
+
+    The one place these keys are chosen, for ``crossent eval --per-token`` and
+    ``crossent explain``'s JSON alike.
+
+    Example:
+        >>> top_alternatives([7], ["the"], [0.5])
+        [{'id': 7, 'text': 'the', 'prob': 0.5}]
+    """
+    return [
+        {"id": top_id, "text": text, "prob": prob}
+        for top_id, text, prob in zip(ids, texts, probs, strict=True)
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class TokenScore:
     """One scored token, with what the model would have predicted instead.

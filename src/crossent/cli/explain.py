@@ -61,23 +61,18 @@ def _names(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
 
     from crossent import explain
     from crossent.files import check_html_path, check_outputs
 
+    # The options are named after ExplainRequest's fields.
     request = explain.ExplainRequest(
-        text=args.text,
-        model=args.model,
-        prefix=args.prefix,
-        top_k=args.top_k,
-        probs=args.probs,
-        logits=args.logits,
-        labels=args.labels,
-        target=args.target,
-        p=args.p,
-        label_smoothing=args.label_smoothing,
-        stability=args.stability,
+        **{
+            field.name: getattr(args, field.name)
+            for field in dataclasses.fields(explain.ExplainRequest)
+        }
     )
     check_html_path("--html", args.html)
     if args.json is not None and args.html is not None and args.json == args.html:

@@ -18,7 +18,13 @@ from torch import Tensor
 
 from crossent import tolerance
 from crossent.data import Document
-from crossent.evaluation import EvaluationResult, TokenScore, evaluate, prefix_token
+from crossent.evaluation import (
+    EvaluationResult,
+    TokenScore,
+    evaluate,
+    prefix_token,
+    top_alternatives,
+)
 from crossent.explain.checks import Check
 from crossent.losses import reference
 from crossent.losses.cross_entropy import cross_entropy
@@ -80,12 +86,7 @@ class TokenStep:
             "log_probability": self.log_probability,
             "nats": self.nats,
             "rank": self.rank,
-            "top": [
-                {"id": top_id, "text": top_text, "prob": top_prob}
-                for top_id, top_text, top_prob in zip(
-                    self.top_ids, self.top_texts, self.top_probs, strict=True
-                )
-            ],
+            "top": top_alternatives(self.top_ids, self.top_texts, self.top_probs),
         }
 
 

@@ -77,6 +77,31 @@ class CrossEntropyStats:
     correct: Tensor
     scored: Tensor
 
+    @classmethod
+    def from_rows(
+        cls,
+        loss: Tensor,
+        token_loss: Tensor,
+        logsumexp: Tensor,
+        correct: Tensor,
+        scored: Tensor,
+        *,
+        shape: torch.Size,
+        dtype: torch.dtype,
+    ) -> CrossEntropyStats:
+        """The stats of flat ``[N]`` rows, given back in the input's leading ``shape``.
+
+        ``loss`` is reduced already (a scalar), or per row for ``reduction="none"``; it is
+        returned in ``dtype``, the input's, as PyTorch returns its losses.
+        """
+        return cls(
+            loss=loss.to(dtype).reshape(shape if loss.dim() else ()),
+            token_loss=token_loss.reshape(shape),
+            logsumexp=logsumexp.reshape(shape),
+            correct=correct.reshape(shape),
+            scored=scored.reshape(shape),
+        )
+
     @property
     def count(self) -> int:
         """Number of scored tokens."""
@@ -191,12 +216,8 @@ def cross_entropy_with_stats(
             ce_denominator = (weight.detach().to(token_ce.dtype)[safe_target] * scored).sum()
         ce_mean = token_ce.sum() / mean_denominator(ce_denominator)
         loss = ce_mean + token_z.sum() / mean_denominator(count)
-    return CrossEntropyStats(
-        loss=loss.to(logits.dtype).reshape(leading if reduction == "none" else ()),
-        token_loss=token_loss.reshape(leading),
-        logsumexp=lse.reshape(leading),
-        correct=correct.reshape(leading),
-        scored=scored.reshape(leading),
+    return CrossEntropyStats.from_rows(
+        loss, token_loss, lse, correct, scored, shape=leading, dtype=logits.dtype
     )
 
 

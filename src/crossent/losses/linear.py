@@ -168,12 +168,8 @@ def linear_cross_entropy_with_stats(
         loss, token_loss, lse, correct = _GradInForwardFunction.apply(  # type: ignore[no-untyped-call]
             flat_hidden, weight, bias, flat_target, plan
         )
-    return CrossEntropyStats(
-        loss=loss.to(hidden.dtype).reshape(leading if reduction == "none" else ()),
-        token_loss=token_loss.reshape(leading),
-        logsumexp=lse.reshape(leading),
-        correct=correct.reshape(leading),
-        scored=scored.reshape(leading),
+    return CrossEntropyStats.from_rows(
+        loss, token_loss, lse, correct, scored, shape=leading, dtype=hidden.dtype
     )
 
 

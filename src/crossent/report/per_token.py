@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crossent.evaluation import top_alternatives
 from crossent.files import write_text_atomically
 
 if TYPE_CHECKING:
@@ -48,12 +49,7 @@ def format_per_token(result: EvaluationResult, suffix: str) -> str:
                     "text": token.text,
                     "nats": token.nats,
                     "rank": token.rank,
-                    "top": [
-                        {"id": top_id, "text": text, "prob": prob}
-                        for top_id, text, prob in zip(
-                            token.top_ids, token.top_texts, token.top_probs, strict=True
-                        )
-                    ],
+                    "top": top_alternatives(token.top_ids, token.top_texts, token.top_probs),
                 },
                 ensure_ascii=False,
             )
