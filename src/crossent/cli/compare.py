@@ -41,6 +41,10 @@ def add_parser(commands: Commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require("hf", "crossent compare")
+    if len(args.model) != 2:
+        raise ValueError(f"compare takes exactly two --model options, got {len(args.model)}")
+    documents = documents_to_score(args, outputs=[args.json, args.report])
+    # The library is imported once every option has been checked: a mistake costs no wait.
     import json
 
     from crossent.comparison import compare
@@ -49,9 +53,6 @@ def run(args: argparse.Namespace) -> int:
     from crossent.report.progress import TokenProgress
     from crossent.report.table import format_comparison
 
-    if len(args.model) != 2:
-        raise ValueError(f"compare takes exactly two --model options, got {len(args.model)}")
-    documents = documents_to_score(args, outputs=[args.json, args.report])
     with process_group() as (rank, device):
         model_a = load(args.model[0], args, device)
         model_b = load(args.model[1], args, device)

@@ -41,18 +41,21 @@ def add_parser(commands: Commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require("hf", "crossent eval")
+    if args.per_token is not None:
+        from crossent.report.per_token import per_token_format
+
+        per_token_format(args.per_token)
+    documents = documents_to_score(args, outputs=[args.json, args.report, args.per_token])
+    # The library is imported once every option has been checked: a mistake costs no wait.
     import json
 
     from crossent.distributed import process_group
     from crossent.evaluation import evaluate
     from crossent.report.evaluation_page import render_evaluation_report
-    from crossent.report.per_token import per_token_format, write_per_token
+    from crossent.report.per_token import write_per_token
     from crossent.report.progress import TokenProgress
     from crossent.report.table import format_evaluation
 
-    if args.per_token is not None:
-        per_token_format(args.per_token)
-    documents = documents_to_score(args, outputs=[args.json, args.report, args.per_token])
     with process_group() as (rank, device):
         model = load(args.model, args, device)
         with TokenProgress("scoring", enabled=show_progress(args, rank)) as progress:

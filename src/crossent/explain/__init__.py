@@ -32,30 +32,60 @@ perplexity is ``e ** nats`` (= ``2 ** bits``), as in :mod:`crossent.metrics`.
 
 from __future__ import annotations
 
-from crossent.explain.checks import Check
-from crossent.explain.curves import LossCurves, loss_curves, loss_curves_for
-from crossent.explain.distributions import (
-    SUM_TOLERANCE,
-    DistributionExplanation,
-    explain_distributions,
-)
-from crossent.explain.request import ExplainRequest, Explanation, explain
-from crossent.explain.stability import (
-    DEFAULT_STABILITY_CASES,
-    NAIVE_EPSILON,
-    StabilityCase,
-    StabilityExplanation,
-    StabilityRow,
-    explain_stability,
-)
-from crossent.explain.text import (
-    MAX_TEXT_TOKENS,
-    PRINTED_TOLERANCE,
-    TextExplanation,
-    TokenStep,
-    check_text,
-    explain_text,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Imported on first use: the request (what the command line checks) needs no PyTorch.
+if TYPE_CHECKING:
+    from crossent.explain.checks import Check
+    from crossent.explain.curves import LossCurves, loss_curves, loss_curves_for
+    from crossent.explain.distributions import (
+        SUM_TOLERANCE,
+        DistributionExplanation,
+        explain_distributions,
+    )
+    from crossent.explain.request import ExplainRequest, Explanation, explain
+    from crossent.explain.stability import (
+        DEFAULT_STABILITY_CASES,
+        NAIVE_EPSILON,
+        StabilityCase,
+        StabilityExplanation,
+        StabilityRow,
+        explain_stability,
+    )
+    from crossent.explain.text import (
+        MAX_TEXT_TOKENS,
+        PRINTED_TOLERANCE,
+        TextExplanation,
+        TokenStep,
+        check_text,
+        explain_text,
+    )
+
+_HOME = {
+    "Check": "crossent.explain.checks",
+    "DEFAULT_STABILITY_CASES": "crossent.explain.stability",
+    "DistributionExplanation": "crossent.explain.distributions",
+    "ExplainRequest": "crossent.explain.request",
+    "Explanation": "crossent.explain.request",
+    "LossCurves": "crossent.explain.curves",
+    "MAX_TEXT_TOKENS": "crossent.explain.text",
+    "NAIVE_EPSILON": "crossent.explain.stability",
+    "PRINTED_TOLERANCE": "crossent.explain.text",
+    "SUM_TOLERANCE": "crossent.explain.distributions",
+    "StabilityCase": "crossent.explain.stability",
+    "StabilityExplanation": "crossent.explain.stability",
+    "StabilityRow": "crossent.explain.stability",
+    "TextExplanation": "crossent.explain.text",
+    "TokenStep": "crossent.explain.text",
+    "check_text": "crossent.explain.text",
+    "explain": "crossent.explain.request",
+    "explain_distributions": "crossent.explain.distributions",
+    "explain_stability": "crossent.explain.stability",
+    "explain_text": "crossent.explain.text",
+    "loss_curves": "crossent.explain.curves",
+    "loss_curves_for": "crossent.explain.curves",
+}
 
 __all__ = [
     "DEFAULT_STABILITY_CASES",
@@ -81,3 +111,13 @@ __all__ = [
     "loss_curves",
     "loss_curves_for",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _HOME[name]
+    except KeyError:
+        raise AttributeError(f"module 'crossent.explain' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -12,20 +12,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
-from crossent.explain.distributions import DistributionExplanation, explain_distributions
-from crossent.explain.stability import (
-    DEFAULT_STABILITY_CASES,
-    StabilityCase,
-    StabilityExplanation,
-    explain_stability,
-)
-from crossent.explain.text import TextExplanation, check_text, explain_text
-
+# The explanations (and PyTorch with them) are imported by explain() once the options are known
+# to be sound, so that a mistake on the command line is refused at once.
 if TYPE_CHECKING:
     from crossent.evaluation import Prefix
+    from crossent.explain.distributions import DistributionExplanation
+    from crossent.explain.stability import StabilityCase, StabilityExplanation
+    from crossent.explain.text import TextExplanation
     from crossent.models.protocol import CausalLM
 
-Explanation: TypeAlias = DistributionExplanation | TextExplanation | StabilityExplanation
+Explanation: TypeAlias = "DistributionExplanation | TextExplanation | StabilityExplanation"
 
 # Seed 000's three animals, explained when nothing else is asked for.
 SEED_000_LABELS = ("dog", "cat", "fish")
@@ -140,19 +136,27 @@ def explain(
         0.356675
     """
     if request.stability:
-        return explain_stability(_stability_cases(request))
+        cases = _stability_cases(request)
+        from crossent.explain.stability import explain_stability
+
+        return explain_stability(cases)
     if request.text is not None:
+        from crossent.explain.text import check_text, explain_text
+
         check_text(request.text)
         if load_model is None:
             raise ValueError("explaining a text needs a model: pass load_model")
         model = load_model(request.model)
         return explain_text(model, request.text, prefix=request.prefix, top_k=request.top_k)
+    if not request.empty:
+        if request.probs is None and request.logits is None:
+            raise ValueError("give the prediction with --probs or --logits")
+        if request.target is None and request.p is None:
+            raise ValueError("give the right answer with --target LABEL, or a distribution --p")
+    from crossent.explain.distributions import explain_distributions
+
     if request.empty:
         return explain_distributions(SEED_000_Q, labels=SEED_000_LABELS, target=SEED_000_TARGET)
-    if request.probs is None and request.logits is None:
-        raise ValueError("give the prediction with --probs or --logits")
-    if request.target is None and request.p is None:
-        raise ValueError("give the right answer with --target LABEL, or a distribution --p")
     return explain_distributions(
         request.probs,
         logits=request.logits,
@@ -171,6 +175,8 @@ def _stability_cases(request: ExplainRequest) -> list[StabilityCase]:
         toy = request.toy_options
         if toy:
             raise ValueError(f"--stability without --logits takes no --{toy[0]}")
+        from crossent.explain.stability import DEFAULT_STABILITY_CASES
+
         return list(DEFAULT_STABILITY_CASES)
     if request.target is None:
         raise ValueError("--stability with --logits needs --target")
@@ -180,6 +186,8 @@ def _stability_cases(request: ExplainRequest) -> list[StabilityCase]:
     if request.target not in labels:
         raise ValueError(f"target {request.target!r} is not one of the labels: {', '.join(labels)}")
     row, index = tuple(request.logits), list(labels).index(request.target)
+    from crossent.explain.stability import StabilityCase
+
     return [
         StabilityCase(f"your logits, {dtype}", row, index, dtype)
         for dtype in ("float32", "float64")

@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crossent.evaluation import top_alternatives
 from crossent.files import write_text_atomically
 
 if TYPE_CHECKING:
@@ -38,6 +37,9 @@ def per_token_format(path: str | os.PathLike[str]) -> str:
 
 def format_per_token(result: EvaluationResult, suffix: str) -> str:
     """The per-token rows of ``result`` as JSON Lines (``.jsonl``) or CSV (``.csv``)."""
+    # Imported here: per_token_format checks a file name before anything heavy is loaded.
+    from crossent.evaluation import top_alternatives
+
     names = [document.name for document in result.documents]
     if suffix == ".jsonl":
         lines = [
