@@ -28,14 +28,13 @@ from crossent.evaluation import (
     evaluate,
     prefix_token,
 )
+from crossent.kernels import default_chunk_rows
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
 
     from crossent.models.protocol import CausalLM
 
-# Float32 logits of both models per chunk, about 64 MiB each.
-_CHUNK_BYTES = 64 << 20
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9, "max": 100.0}
 
 
@@ -271,7 +270,8 @@ def _compare_rows(
     target: torch.Tensor,
 ) -> list[tuple[float, float, float, int, int]]:
     """(nats A, nats B, KL(P_A || P_B), top-1 A, top-1 B) per row; ``hidden_*`` are (M, d)."""
-    rows = max(1, _CHUNK_BYTES // (4 * model_a.vocab_size))
+    # As the fused loss: about 64 MiB of float32 logits per model and chunk.
+    rows = default_chunk_rows(model_a.vocab_size)
     out: list[tuple[float, float, float, int, int]] = []
     for start in range(0, hidden_a.shape[0], rows):
         chunk = slice(start, start + rows)

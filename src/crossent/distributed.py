@@ -60,7 +60,7 @@ def rank_and_world(group: ProcessGroup | None = None) -> tuple[int, int]:
     return dist.get_rank(group), dist.get_world_size(group)
 
 
-def default_device(requested: str | None = None) -> torch.device:
+def default_device(requested: str | torch.device | None = None) -> torch.device:
     """The device asked for, else the current CUDA device when there is one, else the CPU."""
     return torch.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
 

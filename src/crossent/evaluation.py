@@ -28,6 +28,7 @@ from crossent.data.stream import DocumentStream, choose_prefix, pad_windows, sco
 from crossent.data.stream import Prefix as Prefix  # the type of evaluate's prefix argument
 from crossent.data.windows import check_window
 from crossent.distributed import all_sum_floats, deal, gather_lists, rank_and_world
+from crossent.kernels import default_chunk_rows
 from crossent.losses.linear import linear_cross_entropy_with_stats
 from crossent.metrics import NLLMeter, NLLResult
 
@@ -41,8 +42,6 @@ Progress = Callable[[int, int | None], None]
 
 # The default window when none is given: the model's context, capped so a CPU run stays small.
 DEFAULT_WINDOW_CAP = 2048
-# Float32 logits per chunk when ranking targets and listing the top-k, about 64 MiB.
-_DETAIL_CHUNK_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -365,7 +364,8 @@ def _ranks_and_top(
     Shapes: ``hidden`` (M, d), ``target`` (M,) -> rank (M,), top ids (M, k), top probs (M, k).
     Logits are made a chunk of rows at a time, in float32, about 64 MiB each.
     """
-    rows = max(1, _DETAIL_CHUNK_BYTES // (4 * weight.shape[0]))
+    # As the fused loss: about 64 MiB of float32 logits per chunk.
+    rows = default_chunk_rows(weight.shape[0])
     ranks, top_ids, top_probs = [], [], []
     for start in range(0, hidden.shape[0], rows):
         logits = torch.nn.functional.linear(hidden[start : start + rows], weight, bias).float()

@@ -25,6 +25,7 @@ import safetensors.torch
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from crossent.distributed import default_device
 from crossent.files import staging_folder, write_text_atomically
 from crossent.models.gpt import GPT, GPTConfig
 from crossent.models.protocol import CausalLMBase
@@ -156,8 +157,7 @@ def load_gpt(
     """
     name = os.fspath(folder)
     path = Path(name).expanduser()
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device(device)
     config = _read_config(path, name)
     weights_file = path / WEIGHTS_FILE
     if not weights_file.is_file():

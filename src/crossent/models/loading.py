@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from crossent.distributed import default_device
 from crossent.models import checkpoint, gguf, huggingface
 from crossent.models.protocol import CausalLM
 
@@ -61,9 +62,7 @@ def load_model(
         >>> model.vocab_size, model.context_length  # doctest: +SKIP
         (49152, 8192)
     """
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = default_device(device)
     if spec is None or spec == DEFAULT_MODEL:
         folder = gguf.converted_gguf(gguf.embedded_gguf())
         return huggingface.load_directory(folder, name=DEFAULT_MODEL, dtype=dtype, device=device)
