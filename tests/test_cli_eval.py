@@ -152,6 +152,8 @@ def test_ctrl_c_stops_cleanly_and_writes_nothing(smollm2: HFCausalLM, tmp_path: 
         [sys.executable, "-m", "crossent", "eval", "--window", "256", "--progress", "--json",
          str(out)],
         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        # As at a terminal: a shell's background job would pass SIGINT on ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     assert process.stderr is not None
     seen = ""
