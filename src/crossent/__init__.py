@@ -9,8 +9,9 @@ command's ``--version`` and ``--help``) costs nothing until a loss or a job is c
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from crossent.lazy import lazy_attributes
 
 # The one place the version is written; pyproject.toml reads it from here.
 __version__ = "0.1.0"
@@ -29,28 +30,25 @@ if TYPE_CHECKING:
     from crossent.losses.distill import distillation_loss, kl_divergence
     from crossent.losses.linear import linear_cross_entropy, linear_cross_entropy_with_stats
 
-# Where each public name lives: the module, and the attribute (None for a module itself).
-_PUBLIC: dict[str, tuple[str, str | None]] = {
-    "ComparisonResult": ("crossent.comparison", "ComparisonResult"),
-    "CrossEntropyStats": ("crossent.losses.cross_entropy", "CrossEntropyStats"),
-    "EvaluationResult": ("crossent.evaluation", "EvaluationResult"),
-    "TokenScore": ("crossent.evaluation", "TokenScore"),
-    "binary_cross_entropy": ("crossent.losses.binary", "binary_cross_entropy"),
-    "compare": ("crossent.comparison", "compare"),
-    "cross_entropy": ("crossent.losses.cross_entropy", "cross_entropy"),
-    "cross_entropy_with_stats": ("crossent.losses.cross_entropy", "cross_entropy_with_stats"),
-    "distillation_loss": ("crossent.losses.distill", "distillation_loss"),
-    "evaluate": ("crossent.evaluation", "evaluate"),
-    "kl_divergence": ("crossent.losses.distill", "kl_divergence"),
-    "linear_cross_entropy": ("crossent.losses.linear", "linear_cross_entropy"),
-    "linear_cross_entropy_with_stats": (
-        "crossent.losses.linear",
-        "linear_cross_entropy_with_stats",
-    ),
-    "metrics": ("crossent.metrics", None),
-    "nn": ("crossent.nn", None),
-    "parallel": ("crossent.losses.parallel", None),
-    "reference": ("crossent.losses.reference", None),
+# Where each public name lives; the last four are modules themselves.
+_HOMES = {
+    "ComparisonResult": "crossent.comparison",
+    "CrossEntropyStats": "crossent.losses.cross_entropy",
+    "EvaluationResult": "crossent.evaluation",
+    "TokenScore": "crossent.evaluation",
+    "binary_cross_entropy": "crossent.losses.binary",
+    "compare": "crossent.comparison",
+    "cross_entropy": "crossent.losses.cross_entropy",
+    "cross_entropy_with_stats": "crossent.losses.cross_entropy",
+    "distillation_loss": "crossent.losses.distill",
+    "evaluate": "crossent.evaluation",
+    "kl_divergence": "crossent.losses.distill",
+    "linear_cross_entropy": "crossent.losses.linear",
+    "linear_cross_entropy_with_stats": "crossent.losses.linear",
+    "metrics": "crossent.metrics",
+    "nn": "crossent.nn",
+    "parallel": "crossent.losses.parallel",
+    "reference": "crossent.losses.reference",
 }
 
 __all__ = [
@@ -75,15 +73,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module_name, attribute = _PUBLIC[name]
-    except KeyError:
-        raise AttributeError(f"module 'crossent' has no attribute {name!r}") from None
-    module = importlib.import_module(module_name)
-    value = module if attribute is None else getattr(module, attribute)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy_attributes(__name__, _HOMES, modules=("metrics", "nn", "parallel", "reference"))
 
 
 def __dir__() -> list[str]:

@@ -32,8 +32,9 @@ perplexity is ``e ** nats`` (= ``2 ** bits``), as in :mod:`crossent.metrics`.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from crossent.lazy import lazy_attributes
 
 # Imported on first use: the request (what the command line checks) needs no PyTorch.
 if TYPE_CHECKING:
@@ -112,12 +113,4 @@ __all__ = [
     "loss_curves_for",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    try:
-        module = _HOME[name]
-    except KeyError:
-        raise AttributeError(f"module 'crossent.explain' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _HOME)
