@@ -23,6 +23,7 @@ from crossent.models import load_model
 from crossent.models.checkpoint import GPTCausalLM
 from crossent.models.gpt import GPT, GPTConfig
 from crossent.training import TrainConfig, train
+from crossent.training.checkpoints import read_state
 from crossent.training.data import TrainingRows, split_text
 
 TEXT = "".join(
@@ -278,3 +279,44 @@ def test_the_embedded_tokenizer_can_be_reused(
     assert student.vocab_size == len(embedded.hf_tokenizer)  # type: ignore[attr-defined]
     assert student.tokenizer.encode(TEXT) == embedded.tokenizer.encode(TEXT)
     assert result.records[0].val_loss == pytest.approx(math.log(student.vocab_size), rel=0.03)
+
+
+class _Payload:
+    """A pickled object that runs code while it loads: what a hostile run folder could carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_crafted_training_state_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "the payload ran"
+    run = tmp_path / "run"
+    (run / "last").mkdir(parents=True)
+    state = run / "last" / "training_state.pt"
+    torch.save({"optimizer": _Payload(marker), "step": 1}, state)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "crossent", "train", "--resume", str(run)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "last/training_state.pt is not a crossent training state, refused:" in lines[0]
+    assert not marker.exists()
+
+    # The file is really hostile: PyTorch's unrestricted loader runs it.
+    torch.load(state, weights_only=False)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04 truncated"])
+def test_a_corrupt_training_state_is_one_clear_error(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "last").mkdir()
+    (tmp_path / "last" / "training_state.pt").write_bytes(content)
+    with pytest.raises(ValueError, match="is not a crossent training state") as caught:
+        read_state(tmp_path)
+    assert "\n" not in str(caught.value)

@@ -10,6 +10,7 @@ links. Each folder is replaced as a whole, so an interrupted save leaves the pre
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -73,17 +74,34 @@ def restore(
 
 
 def read_state(out: Path) -> dict[str, Any]:
-    """The training state of the run in ``out``.
+    """The training state of the run in ``out``, read without running anything it carries.
+
+    A run folder may come from someone else, and a pickle can name any callable to run while it
+    loads. So the state is read with PyTorch's restricted unpickler (``weights_only=True``):
+    tensors, numbers, strings, None and containers of them, which is all a state holds (see
+    :func:`training_state`); anything else is refused before it is built.
 
     Raises:
-        ValueError: ``out`` has no ``last/training_state.pt``.
+        ValueError: ``out`` has no ``last/training_state.pt``, or the file is not a training
+            state crossent wrote (corrupt, or carrying other objects).
     """
     path = out / "last" / STATE_FILE
     if not path.is_file():
         raise ValueError(
             f"cannot resume from {out}: no {path.relative_to(out)} (not a run folder?)"
         )
-    state: dict[str, Any] = torch.load(path, weights_only=False)
+    try:
+        state = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"cannot resume from {out}: {path.relative_to(out)} is not a crossent training "
+            f"state, refused: {first}"
+        ) from None
+    if not isinstance(state, dict) or "optimizer" not in state:
+        raise ValueError(
+            f"cannot resume from {out}: {path.relative_to(out)} is not a crossent training state"
+        )
     return state
 
 
