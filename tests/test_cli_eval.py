@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,18 @@ def test_ctrl_c_stops_cleanly_and_writes_nothing(smollm2: HFCausalLM, tmp_path: 
     assert "crossent: interrupted" in rest
     assert "Traceback" not in rest
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.8])
+def test_ctrl_c_while_starting_is_one_line(delay: float) -> None:
+    # Before the model loads: while Python, the parser or the library are still being imported.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crossent", "eval", "--max-chars", "200"],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == 130, errors
+    assert errors.strip().splitlines() == ["crossent: interrupted"]
