@@ -19,11 +19,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from crossent.cli import build_parser
+from crossent.cli.train import config_from_arguments
 from crossent.models import load_model
 from crossent.models.checkpoint import GPTCausalLM
 from crossent.models.gpt import GPT, GPTConfig
 from crossent.training import TrainConfig, train
 from crossent.training.checkpoints import read_state
+from crossent.training.config import DEFAULT_RUN_MINUTES
 from crossent.training.data import TrainingRows, split_text
 
 TEXT = "".join(
@@ -320,3 +323,31 @@ def test_a_corrupt_training_state_is_one_clear_error(tmp_path: Path, content: by
     with pytest.raises(ValueError, match="is not a crossent training state") as caught:
         read_state(tmp_path)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("flags", "cap"),
+    [
+        ((), 4.25),  # the default run, capped for slow machines
+        (("--max-steps", "2000"), None),  # an explicit length runs to its end
+        (("--max-steps", "2000", "--max-minutes", "30"), 30.0),
+        (("--max-minutes", "0"), None),  # 0 switches the cap off
+        (("--resume", "runs/old"), None),
+    ],
+)
+def test_only_the_default_run_is_capped_in_time(flags: tuple[str, ...], cap: float | None) -> None:
+    args = build_parser().parse_args(["train", *flags])
+    config = config_from_arguments(args, "runs/new")
+    assert config.max_minutes == cap
+    assert config.max_steps == (2000 if "--max-steps" in flags else TrainConfig().max_steps)
+    assert DEFAULT_RUN_MINUTES == 4.25  # the figure the default run's docs give
+
+
+def test_a_run_stopped_by_its_time_cap_says_so(text_file: Path, tmp_path: Path) -> None:
+    lines: list[str] = []
+    config = _config(text_file, tmp_path / "run", max_minutes=1e-9)
+    result = train(config, log=lines.append)
+    assert result.stopped == "max_minutes"
+    assert result.records[-1].step == 1  # the cap is checked after every step
+    expected = "stopped at step 1 of 12: the 1e-09-minute cap on training time (--max-minutes)"
+    assert [line for line in lines if line.startswith("stopped")] == [expected + " was reached"]

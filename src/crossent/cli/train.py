@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from crossent.cli.arguments import Commands, add_progress_option, positive_int, show_progress
 
+if TYPE_CHECKING:
+    from crossent.training.config import TrainConfig
+
 
 def add_parser(commands: Commands) -> None:
-    from crossent.training.config import TrainConfig
+    from crossent.training.config import DEFAULT_RUN_MINUTES, TrainConfig
 
     default = TrainConfig()
     train = commands.add_parser(
@@ -39,9 +43,14 @@ def add_parser(commands: Commands) -> None:
     train.add_argument("--alpha", type=float, default=default.alpha, help="soft-term weight")
     train.add_argument("--batch-size", type=positive_int, default=default.batch_size)
     train.add_argument("--grad-accum", type=positive_int, default=default.grad_accum)
-    train.add_argument("--max-steps", type=positive_int, default=default.max_steps)
     train.add_argument(
-        "--max-minutes", type=float, default=default.max_minutes, help="cap on training time"
+        "--max-steps", type=positive_int, help=f"optimizer steps (default {default.max_steps})"
+    )
+    train.add_argument(
+        "--max-minutes",
+        type=float,
+        help="cap on training time, 0 for none (default: none, but "
+        f"{DEFAULT_RUN_MINUTES:g} minutes for a run without --max-steps or --resume)",
     )
     train.add_argument("--lr", type=float, default=default.lr)
     train.add_argument("--min-lr-ratio", type=float, default=default.min_lr_ratio)
@@ -68,24 +77,41 @@ def add_parser(commands: Commands) -> None:
     train.set_defaults(run=run)
 
 
+def config_from_arguments(args: argparse.Namespace, out: str) -> TrainConfig:
+    """The run's settings from the parsed flags, which are named after TrainConfig's fields.
+
+    Only the default run is capped in time: without ``--max-steps`` (and not resuming) it stops
+    after :data:`~crossent.training.config.DEFAULT_RUN_MINUTES`; ``--max-minutes`` sets the cap
+    of any run, and 0 removes it.
+    """
+    import dataclasses
+
+    from crossent.training.config import DEFAULT_RUN_MINUTES, TrainConfig
+
+    flags = {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(TrainConfig)
+        if getattr(args, field.name, None) is not None
+    }
+    if args.max_minutes is not None:
+        flags["max_minutes"] = args.max_minutes or None
+    elif args.max_steps is None and args.resume is None:
+        flags["max_minutes"] = DEFAULT_RUN_MINUTES
+    flags.update(data=tuple(args.data or ()), patience=args.patience or None, out=out)
+    return TrainConfig(**flags)
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
     import time
 
     from crossent.extras import require
-    from crossent.training.config import TrainConfig, check_new_output
+    from crossent.training.config import check_new_output
 
     out = args.resume or args.out or time.strftime("runs/%Y%m%d-%H%M%S")
     if args.resume is None:
         check_new_output(out)
-    # The flags are named after TrainConfig's fields; those that need a conversion follow.
-    flags = {
-        field.name: getattr(args, field.name)
-        for field in dataclasses.fields(TrainConfig)
-        if hasattr(args, field.name)
-    }
-    flags.update(data=tuple(args.data or ()), patience=args.patience or None, out=out)
-    config = TrainConfig(**flags)
+    config = config_from_arguments(args, out)
     require("hf", "crossent train")
     require("report", "crossent train (its losses.png and report.html)")
 

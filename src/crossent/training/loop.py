@@ -336,6 +336,11 @@ class _Run:
                 if self.history.patience_spent:
                     return "patience"
             if over_time:
+                self.say(
+                    f"stopped at step {self.step} of {config.max_steps}: the "
+                    f"{config.max_minutes:g}-minute cap on training time (--max-minutes) "
+                    "was reached"
+                )
                 return "max_minutes"
             if pausing:
                 return "until_step"
