@@ -31,7 +31,7 @@ def test_eval_writes_the_documented_json(smollm2: HFCausalLM, tmp_path: Path) ->
     out = tmp_path / "result.json"
     done = _crossent("eval", "--data", str(text_file), "--window", "128", "--json", str(out))
     assert done.returncode == 0, done.stderr
-    assert "total" in done.stdout
+    assert f"\n{text_file}  " in done.stdout  # a lone document's row is named by it
     result = json.loads(out.read_text(encoding="utf-8"))
     assert set(result) == {"model", "window", "stride", "prefix", "documents", "totals"}
     assert (result["window"], result["stride"], result["prefix"]) == (128, 128, "bos")
@@ -92,7 +92,7 @@ def text_file(tmp_path: Path) -> Path:
     [
         (("--per-token", "{tmp}/tokens.txt"), "must end in .jsonl or .csv"),
         (("--report", "{tmp}/report.pdf"), "must end in .html"),
-        (("--json", "{tmp}/missing/out.json"), "does not exist"),
+        (("--json", "{tmp}/text.txt/out.json"), "text.txt is a file, not a folder"),
         (("--json", "{tmp}/same.jsonl", "--per-token", "{tmp}/same.jsonl"), "would be overwritten"),
         (("--data", "{tmp}/empty.txt"), "empty.txt is empty"),
         (("--data", "{tmp}/folder"), "has no files to read"),
@@ -136,7 +136,7 @@ def test_per_token_csv_and_report(smollm2: HFCausalLM, tmp_path: Path, text_file
     assert {row["document"] for row in rows} == {str(text_file)}
     # the summed per-token nats is the document's NLL the table reports
     nats = sum(float(row["nats"]) for row in rows)
-    table_line = next(line for line in done.stdout.splitlines() if line.startswith("total"))
+    table_line = next(line for line in done.stdout.splitlines() if line.startswith(str(text_file)))
     assert f"{nats / len(ids):.4f}" == table_line.split()[2]
     for row in rows:
         probs = [float(row[f"top{k}_prob"]) for k in range(1, 6)]

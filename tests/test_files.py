@@ -76,6 +76,10 @@ def test_outputs_may_not_overwrite_inputs_or_each_other(tmp_path: Path) -> None:
         check_outputs([str(source)], [str(source)])
     with pytest.raises(ValueError, match="is also output"):
         check_outputs([], [str(tmp_path / "a.json"), str(tmp_path / "a.json")])
-    with pytest.raises(ValueError, match="does not exist"):
-        check_outputs(["-"], [str(tmp_path / "missing" / "a.json")])
+    # A missing folder is created when the output is written; a file in its way is refused.
+    check_outputs(["-"], [str(tmp_path / "missing" / "deeper" / "a.json")])
+    with pytest.raises(ValueError, match=r"book\.txt is a file, not a folder"):
+        check_outputs([], [str(source / "a.json")])
+    with pytest.raises(ValueError, match="is a folder, not a file"):
+        check_outputs([], [str(tmp_path)])
     check_outputs(["-", str(source)], [None, str(tmp_path / "a.json")])

@@ -4,6 +4,12 @@ Every output crossent writes (JSON, per-token files, reports, figures, model con
 checkpoints) goes through here: the data is written under a temporary name beside its target and
 renamed into place, so a reader sees the old file or the whole new one, never a part, and the
 temporary is removed if writing fails or is interrupted.
+
+Missing folders on the way to an output are created, for every output alike (a JSON file, a
+report, a per-token file, a figure, a training run's folder): ``--json results/run1/eval.json``
+needs no ``mkdir`` first. They are created only when the output is written, so a run refused
+at the start leaves nothing behind; :func:`check_outputs` refuses up front a path whose folder
+could never be made (a file stands where a folder must be).
 """
 
 from __future__ import annotations
@@ -24,8 +30,12 @@ def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename it."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename it.
+
+    The folders on the way to ``path`` are created when missing.
+    """
     target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
         dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
     )
@@ -91,10 +101,12 @@ def check_html_path(option: str, path: str | None) -> None:
 
 
 def check_outputs(inputs: Sequence[str], outputs: Sequence[str | None]) -> None:
-    """Refuse outputs that would overwrite an input or each other, or sit in no folder.
+    """Refuse outputs that would overwrite an input or each other, or cannot be written.
 
     Called before any work starts, so that nothing the user gave is lost and a long run does not
-    fail at its end. ``-`` (stdin) among the inputs names no file; ``None`` outputs are skipped.
+    fail at its end. An output's missing folders are fine (they are created when it is
+    written), but not a folder where the file must go, nor a file where a folder must be.
+    ``-`` (stdin) among the inputs names no file; ``None`` outputs are skipped.
     """
     seen = {Path(path).resolve(): f"input {path}" for path in inputs if path != "-"}
     for output in outputs:
@@ -103,6 +115,9 @@ def check_outputs(inputs: Sequence[str], outputs: Sequence[str | None]) -> None:
         resolved = Path(output).resolve()
         if resolved in seen:
             raise ValueError(f"output {output} is also {seen[resolved]}; it would be overwritten")
-        if not resolved.parent.is_dir():
-            raise ValueError(f"output {output}: folder {resolved.parent} does not exist")
+        if resolved.is_dir():
+            raise ValueError(f"output {output} is a folder, not a file")
+        folder = next(parent for parent in resolved.parents if parent.exists())
+        if not folder.is_dir():
+            raise ValueError(f"output {output}: {folder} is a file, not a folder")
         seen[resolved] = f"output {output}"

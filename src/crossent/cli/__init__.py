@@ -52,9 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_USAGE
     except (ValueError, TypeError, OSError) as error:
-        print(f"crossent: error: {error}", file=sys.stderr)
+        print(f"crossent: error: {_message(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("crossent: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return code
+
+
+def _message(error: BaseException) -> str:
+    """The error's line, naming the flag rather than the keyword argument where it has both."""
+    from crossent.data.sources import InputError
+
+    return error.command_line if isinstance(error, InputError) else str(error)

@@ -30,10 +30,17 @@ def add_parser(commands: Commands) -> None:
     )
     size = bench.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="one small GPT-2 head, about a minute")
-    size.add_argument("--tokens", type=positive_int, help="tokens N (with --dim and --vocab)")
+    size.add_argument(
+        "--tokens",
+        type=positive_int,
+        help="tokens N of one case of your own, with --dim and --vocab (default: the "
+        "built-in cases)",
+    )
     bench.add_argument("--dim", type=positive_int, default=768, help="hidden width d")
     bench.add_argument("--vocab", type=positive_int, default=50304, help="vocabulary size V")
-    bench.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32")
+    bench.add_argument(
+        "--dtype", choices=DTYPE_CHOICES, default="float32", help="dtype of hidden and weight"
+    )
     bench.add_argument("--repeats", type=positive_int, default=3, help="timed runs (median)")
     bench.add_argument(
         "--impl",

@@ -29,7 +29,10 @@ def add_parser(commands: Commands) -> None:
         "loss changed most.",
     )
     compare.add_argument(
-        "--model", action="append", required=True, help=MODEL_HELP + "; give it twice: A, then B"
+        "--model",
+        action="append",
+        required=True,
+        help=f"a model, given twice: A, then B; each is {MODEL_HELP}",
     )
     add_scoring_options(compare)
     compare.add_argument(

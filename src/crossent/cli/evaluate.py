@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from crossent.cli.arguments import (
-    MODEL_HELP,
+    DEFAULT_MODEL_HELP,
     Commands,
     add_output_options,
     add_scoring_options,
@@ -28,12 +28,13 @@ def add_parser(commands: Commands) -> None:
         "Python documentation inside CPython. Under torchrun the windows are shared across "
         "the processes.",
     )
-    evaluate.add_argument("--model", help=MODEL_HELP)
+    evaluate.add_argument("--model", help=DEFAULT_MODEL_HELP)
     add_scoring_options(evaluate)
     evaluate.add_argument(
         "--per-token",
         metavar="FILE",
-        help="write every scored token (text, nats, rank, top-5) as .jsonl or .csv",
+        help="write every scored token (text, nats, rank, top-5) as .jsonl or .csv (missing "
+        "folders are created)",
     )
     add_output_options(evaluate)
     evaluate.set_defaults(run=run)
@@ -68,11 +69,13 @@ def run(args: argparse.Namespace) -> int:
             )
         if rank != 0:
             return 0
-    print(f"{result.model}: window {result.window}, stride {result.stride}, prefix {result.prefix}")
-    print(format_evaluation(result))
+    print(format_evaluation(result, model_description=model.description))
     write_output(args.json, lambda: json.dumps(result.to_dict(), indent=2) + "\n")
     if args.per_token is not None:
         write_per_token(args.per_token, result)
         print(f"wrote {args.per_token}")
-    write_output(args.report, lambda: render_evaluation_report(result))
+    write_output(
+        args.report,
+        lambda: render_evaluation_report(result, model_description=model.description),
+    )
     return 0

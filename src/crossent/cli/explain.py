@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from crossent.cli.arguments import MODEL_HELP, Commands, load, positive_int, write_output
+from crossent.cli.arguments import (
+    MODEL_HELP,
+    Commands,
+    add_model_run_options,
+    load,
+    positive_int,
+    write_output,
+)
 
 
 def add_parser(commands: Commands) -> None:
@@ -21,11 +28,13 @@ def add_parser(commands: Commands) -> None:
         "comma-separated; write a list that starts with a minus sign as --logits=-1,2,3.",
     )
     explain.add_argument("text", nargs="?", help="a text for the model to read")
-    explain.add_argument("--model", help=MODEL_HELP + " (with a text)")
-    explain.add_argument("--prefix", choices=["bos", "eos", "none"], help="default: bos, else eos")
-    explain.add_argument("--top-k", type=positive_int, default=5, help="alternatives shown")
-    explain.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    explain.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
+    explain.add_argument(
+        "--model", help=f"the model that reads the text: {MODEL_HELP} (default: smollm2-135m)"
+    )
+    add_model_run_options(explain, scoring=False)
+    explain.add_argument(
+        "--top-k", type=positive_int, default=5, help="alternatives shown per position"
+    )
     prediction = explain.add_mutually_exclusive_group()
     prediction.add_argument("--probs", type=_numbers, help="the predicted probabilities q")
     prediction.add_argument("--logits", type=_numbers, help="logits instead: q = softmax")
@@ -79,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--json and --html both name {args.json}")
     check_outputs([], [args.json, args.html])
     if request.empty:
-        print("No input given: seed 000's example (see crossent explain --help).\n")
+        print(
+            "No input given: the three animals example, q = 0.2, 0.7, 0.1 over dog, cat, fish "
+            "with cat the answer (see crossent explain --help).\n"
+        )
     result = explain.explain(request, load_model=lambda spec: load(spec, args, None))
     if args.html is not None or args.plots is not None:
         # matplotlib is imported only now, so that bad input is refused without waiting for it

@@ -7,7 +7,13 @@ Policy, in one place:
   entered); a ``.jsonl`` file read with ``field`` is one document per line (named
   ``path:line``, lines numbered from 1, blank lines skipped; without ``field`` it is an error,
   not raw JSON to score); ``-`` reads standard input, as JSON Lines when ``field`` is given and
-  as one text otherwise. ``field`` does not apply to other files.
+  as one text otherwise. ``field`` applies to ``.jsonl`` files and stdin only: naming another
+  file with it is an error (the user meant it as JSON Lines, or gave ``field`` by mistake), as
+  is a ``field`` that no input uses; in a directory, its other files are read as texts.
+* **An empty file inside a directory is skipped**, with a :class:`SkippedFileWarning` (the
+  command line prints it as one line on stderr): a directory gathered from elsewhere often holds
+  one, and it has nothing to score. A directory left with nothing to read is an error, and so is
+  an empty file named on its own, which the user meant to score.
 * **UTF-8, exactly as stored.** Bytes are decoded as UTF-8 with nothing translated: no newline
   conversion and no byte-order mark stripped, so a text's characters are the file's. Invalid
   bytes are an error naming the file and byte offset, unless ``errors="replace"`` (then each
@@ -27,7 +33,9 @@ Policy, in one place:
   substitutions do not change a bits-per-byte figure.
 * **Bad input is a ValueError of one line** naming the problem: a missing or unreadable path,
   an empty text (zero characters), a directory with no files to read, invalid JSON, a line
-  without ``field``.
+  without ``field``. Where an option of :func:`read_documents` is the way out, the error is an
+  :class:`InputError`, which names it as the keyword argument (``errors='replace'``) and, in
+  :attr:`InputError.command_line`, as the flag the command line takes (``--errors replace``).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import os
 import platform
 import stat
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -49,6 +58,29 @@ STDIN = "-"
 STREAM_BYTES = 64 << 20
 # How much of a streamed file is read at a time.
 _READ_BYTES = 4 << 20
+# The way out of invalid UTF-8, as a keyword argument and as a flag.
+_REPLACE = ("errors='replace' substitutes U+FFFD", "--errors replace substitutes U+FFFD")
+
+
+class InputError(ValueError):
+    """Bad input that an option of :func:`read_documents` is the way out of.
+
+    ``str(error)`` is ``problem (remedy)`` with the option as a keyword argument, for a caller
+    in Python; :attr:`command_line` is the same line with the option as ``crossent``'s flag.
+
+    Args:
+        problem: what is wrong, e.g. ``"a.txt is not valid UTF-8: byte 0xff at offset 2"``.
+        remedy: the way out, naming the keyword argument (``errors='replace' ...``).
+        flag_remedy: the same, naming the flag (``--errors replace ...``).
+    """
+
+    def __init__(self, problem: str, remedy: str, flag_remedy: str) -> None:
+        super().__init__(f"{problem} ({remedy})")
+        self.command_line = f"{problem} ({flag_remedy})"
+
+
+class SkippedFileWarning(UserWarning):
+    """A file of a directory that :func:`read_documents` left out, and why (it is empty)."""
 
 
 @dataclass(frozen=True)
@@ -111,16 +143,14 @@ class FileDocument:
                         yield decoder.decode(data)
                     except UnicodeDecodeError as error:
                         where = offset - pending + error.start
-                        raise ValueError(
-                            f"{self.name} is not valid UTF-8: at byte offset {where} "
-                            "(errors='replace' substitutes U+FFFD)"
+                        raise InputError(
+                            f"{self.name} is not valid UTF-8: at byte offset {where}", *_REPLACE
                         ) from None
                     offset += len(data)
                 yield decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            raise ValueError(
-                f"{self.name} is not valid UTF-8: it ends inside a character "
-                "(errors='replace' substitutes U+FFFD)"
+            raise InputError(
+                f"{self.name} is not valid UTF-8: it ends inside a character", *_REPLACE
             ) from None
         except OSError as error:
             raise ValueError(f"cannot read {self.name}: {error.strerror}") from None
@@ -150,7 +180,11 @@ def read_documents(
         The documents, in the order of ``paths`` (a directory's files sorted by name).
 
     Raises:
-        ValueError: with one line naming the problem (see the module docstring).
+        ValueError: with one line naming the problem (see the module docstring); an
+            :class:`InputError` where ``field`` or ``errors`` is the way out.
+
+    Warns:
+        SkippedFileWarning: for each empty file of a directory, which is left out.
 
     >>> [document.name for document in read_documents([])]  # doctest: +ELLIPSIS
     ['pydoc_data.topics (Python 3...)']
@@ -160,14 +194,32 @@ def read_documents(
     if not paths:
         return [_default_document()]
     documents: list[Text] = []
+    field_used = False
     for path in paths:
         if path == STDIN:
             data = sys.stdin.buffer.read()
             documents.extend(_parse(_decode(data, "<stdin>", errors), "<stdin>", field, len(data)))
+            field_used = True
         elif os.path.isdir(path):
-            documents.extend(_read_directory(path, field, errors, stream_bytes))
+            files = _directory_files(path)
+            field_used = field_used or any(_is_json_lines(file) for file in files)
+            for file in files:
+                documents.extend(_read_file(file, field, errors, stream_bytes))
         else:
+            if field is not None and not _is_json_lines(path):
+                raise InputError(
+                    f"{path} is not JSON Lines (a .jsonl file), so it has no field {field!r}",
+                    "field applies only to .jsonl files and stdin",
+                    "--field NAME applies only to .jsonl files and stdin",
+                )
             documents.extend(_read_file(path, field, errors, stream_bytes))
+            field_used = True
+    if field is not None and not field_used:
+        raise InputError(
+            f"no input is JSON Lines, so field {field!r} names nothing",
+            "field applies only to .jsonl files and stdin",
+            "--field NAME applies only to .jsonl files and stdin",
+        )
     return documents
 
 
@@ -199,27 +251,43 @@ def _default_document() -> Document:
     return Document(name=name, text="\n\n".join(topics[key] for key in sorted(topics)))
 
 
-def _read_directory(path: str, field: str | None, errors: str, stream_bytes: int) -> list[Text]:
+def _directory_files(path: str) -> list[str]:
+    """The files of directory ``path`` to read, sorted by name; its empty files left out with a
+    :class:`SkippedFileWarning` each, unless nothing else is left (then it is an error)."""
     try:
         entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+        files = [
+            (entry.path, entry.stat().st_size)
+            for entry in entries
+            if not entry.name.startswith(".") and entry.is_file(follow_symlinks=True)
+        ]
     except OSError as error:
         raise ValueError(f"cannot read directory {path}: {error.strerror}") from None
-    files = [
-        entry.path
-        for entry in entries
-        if not entry.name.startswith(".") and entry.is_file(follow_symlinks=True)
-    ]
     if not files:
         raise ValueError(f"directory {path} has no files to read (hidden files are skipped)")
-    return [
-        document for file in files for document in _read_file(file, field, errors, stream_bytes)
-    ]
+    empty = [file for file, size in files if size == 0]
+    if len(empty) == len(files):
+        names = ", ".join(os.path.basename(file) for file in empty)
+        raise ValueError(
+            f"directory {path} has no text to read: every file in it is empty ({names})"
+        )
+    for file in empty:
+        warnings.warn(f"skipping empty file {file}", SkippedFileWarning, stacklevel=3)
+    return [file for file, size in files if size > 0]
+
+
+def _is_json_lines(path: str) -> bool:
+    return path.endswith(".jsonl")
 
 
 def _read_file(path: str, field: str | None, errors: str, stream_bytes: int) -> list[Text]:
-    jsonl = path.endswith(".jsonl")
+    jsonl = _is_json_lines(path)
     if jsonl and field is None:
-        raise ValueError(f"{path} is JSON Lines: name the field that holds the text")
+        raise InputError(
+            f"{path} is JSON Lines: name the field that holds each line's text",
+            "field=NAME",
+            "--field NAME",
+        )
     try:
         status = os.stat(path)
         if not stat.S_ISREG(status.st_mode):
@@ -239,9 +307,9 @@ def _decode(data: bytes, name: str, errors: str) -> str:
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as error:
-        raise ValueError(
-            f"{name} is not valid UTF-8: byte 0x{data[error.start]:02x} at offset {error.start} "
-            "(errors='replace' substitutes U+FFFD)"
+        raise InputError(
+            f"{name} is not valid UTF-8: byte 0x{data[error.start]:02x} at offset {error.start}",
+            *_REPLACE,
         ) from None
 
 

@@ -60,6 +60,9 @@ class GPTCausalLM(CausalLMBase[HFTokenizer]):
             name=name,
             tokenizer=HFTokenizer(tokenizer),
             context_length=module.config.context_length,
+            description=f"crossent GPT ({module.config.n_layer} layers, width "
+            f"{module.config.d_model}), {str(module.head_weight.dtype).removeprefix('torch.')} "
+            "weights",
         )
         self.module = module
         self.hf_tokenizer = tokenizer

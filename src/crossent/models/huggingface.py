@@ -23,7 +23,7 @@ from crossent.models.errors import first_line
 from crossent.models.protocol import CausalLMBase
 from crossent.models.tokenizer import HFTokenizer
 
-__all__ = ["HFCausalLM", "load_directory", "load_hub"]
+__all__ = ["HFCausalLM", "dtype_name", "load_directory", "load_hub"]
 
 # Config fields that make a model's logits something other than hidden @ head.T + bias.
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
@@ -42,10 +42,19 @@ class HFCausalLM(CausalLMBase[HFTokenizer]):
         model: A transformers ``...ForCausalLM``.
         tokenizer: Its tokenizer.
         name: What the user called the model.
+        description: What the weights are; default: the model's class and dtype, e.g.
+            ``"LlamaForCausalLM, float32 weights"``.
+        quantisation: The GGUF file type the weights were dequantised from, if any.
     """
 
     def __init__(
-        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, name: str
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        name: str,
+        description: str | None = None,
+        quantisation: str | None = None,
     ) -> None:
         config = model.config
         for field in _LOGIT_TRANSFORMS:
@@ -62,6 +71,8 @@ class HFCausalLM(CausalLMBase[HFTokenizer]):
             name=name,
             tokenizer=HFTokenizer(tokenizer),
             context_length=_context_length(config, name),
+            description=description or f"{type(model).__name__}, {dtype_name(head.weight)} weights",
+            quantisation=quantisation,
         )
         self.model = model.eval().requires_grad_(False)  # type: ignore[no-untyped-call]
         self.hf_tokenizer = tokenizer
@@ -114,7 +125,13 @@ class HFCausalLM(CausalLMBase[HFTokenizer]):
 
 
 def load_directory(
-    path: Path, *, name: str, dtype: torch.dtype, device: torch.device
+    path: Path,
+    *,
+    name: str,
+    dtype: torch.dtype,
+    device: torch.device,
+    description: str | None = None,
+    quantisation: str | None = None,
 ) -> HFCausalLM:
     """Load the model directory ``path`` (with its ``config.json``) without the network.
 
@@ -123,12 +140,21 @@ def load_directory(
         name: What the user called the model.
         dtype: The dtype of the weights.
         device: Where to put the model.
+        description, quantisation: As for :class:`HFCausalLM`.
 
     Raises:
         ValueError: transformers cannot load it as a causal LM, or :class:`HFCausalLM` refuses
             it.
     """
-    return _from_pretrained(path, name=name, dtype=dtype, device=device, local_files_only=True)
+    return _from_pretrained(
+        path,
+        name=name,
+        dtype=dtype,
+        device=device,
+        local_files_only=True,
+        description=description,
+        quantisation=quantisation,
+    )
 
 
 def load_hub(name: str, *, dtype: torch.dtype, device: torch.device) -> HFCausalLM:
@@ -161,6 +187,8 @@ def _from_pretrained(
     dtype: torch.dtype,
     device: torch.device,
     local_files_only: bool,
+    description: str | None = None,
+    quantisation: str | None = None,
 ) -> HFCausalLM:
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
@@ -171,7 +199,18 @@ def _from_pretrained(
         raise ValueError(
             f"{name!r} is not a causal LM transformers can load: {first_line(error)}"
         ) from None
-    return HFCausalLM(model.to(device), tokenizer, name=name)  # type: ignore[arg-type]
+    return HFCausalLM(
+        model.to(device),  # type: ignore[arg-type]
+        tokenizer,
+        name=name,
+        description=description,
+        quantisation=quantisation,
+    )
+
+
+def dtype_name(tensor: torch.Tensor) -> str:
+    """``"float32"`` for a float32 tensor: its dtype as ``--dtype`` spells it."""
+    return str(tensor.dtype).removeprefix("torch.")
 
 
 def _context_length(config: transformers.PretrainedConfig, name: str) -> int:

@@ -3,12 +3,20 @@
 What :func:`load_model` accepts, in the order it decides:
 
 * ``None`` or ``"smollm2-135m"`` (:data:`DEFAULT_MODEL`): the embedded SmolLM2-135M-Instruct
-  GGUF file (:mod:`crossent.models.gguf`).
+  GGUF file (:mod:`crossent.models.gguf`), 4-bit Q4_1 weights dequantised to float32: not the
+  published bfloat16 model, whose losses are a little lower.
 * A directory holding ``crossent_gpt.json``: a GPT saved by crossent
-  (:func:`crossent.models.checkpoint.load_gpt`).
+  (:func:`crossent.models.checkpoint.load_gpt`), such as a training run's ``RUN/best`` or
+  ``RUN/last``. The run folder itself is not a model: naming it is an error that suggests
+  ``RUN/best``.
 * A directory holding ``config.json``: a Hugging Face model, loaded without the network.
 * A file ending in ``.gguf``: dequantised by transformers' GGUF support, once, then cached.
-* Anything else that is not an existing path: a Hugging Face Hub name, where the network allows.
+* Anything else that is not an existing path: a Hugging Face Hub name, downloaded through
+  transformers into its cache (``HF_HOME``) where the network allows.
+
+Every model says what its weights are in :attr:`~crossent.models.protocol.CausalLM.description`
+and, for a GGUF file, its file type in :attr:`~crossent.models.protocol.CausalLM.quantisation`,
+read from the file's header.
 
 Each kind of model has its own module; this one only decides which of them a spec names.
 """
@@ -64,15 +72,14 @@ def load_model(
     """
     device = default_device(device)
     if spec is None or spec == DEFAULT_MODEL:
-        folder = gguf.converted_gguf(gguf.embedded_gguf())
-        return huggingface.load_directory(folder, name=DEFAULT_MODEL, dtype=dtype, device=device)
+        return _load_gguf(gguf.embedded_gguf(), DEFAULT_MODEL, gguf.EMBEDDED_ORIGIN, dtype, device)
     name = os.fspath(spec)
     path = Path(name).expanduser()
     if path.is_dir():
         if (path / checkpoint.CONFIG_FILE).is_file():
             return checkpoint.load_gpt(name, device=device, dtype=dtype)
         if not (path / "config.json").is_file():
-            raise ValueError(f"{name!r} is not a model: no config.json in {path}")
+            raise ValueError(_not_a_model(name, path))
         return huggingface.load_directory(path, name=name, dtype=dtype, device=device)
     if path.is_file():
         if path.suffix.lower() != ".gguf":
@@ -80,8 +87,35 @@ def load_model(
                 f"{name!r} is not a model: expected a Hugging Face model directory "
                 "(with config.json) or a .gguf file"
             )
-        folder = gguf.converted_gguf(path)
-        return huggingface.load_directory(folder, name=name, dtype=dtype, device=device)
+        return _load_gguf(path, name, path.name, dtype, device)
     if _HUB_NAME.fullmatch(name) and not name.lower().endswith(".gguf"):
         return huggingface.load_hub(name, dtype=dtype, device=device)
     raise ValueError(f"model {name!r} does not exist")
+
+
+def _load_gguf(
+    path: Path, name: str, origin: str, dtype: torch.dtype, device: torch.device
+) -> CausalLM:
+    """The GGUF file ``path``, dequantised (once, then cached) and described by its header."""
+    folder = gguf.converted_gguf(path)
+    file_type = gguf.file_type_of(path)
+    description = f"{origin}, {file_type.describe()} dequantised to float32"
+    if dtype != torch.float32:
+        description += f", then cast to {str(dtype).removeprefix('torch.')}"
+    return huggingface.load_directory(
+        folder,
+        name=name,
+        dtype=dtype,
+        device=device,
+        description=description,
+        quantisation=file_type.file_type if file_type.quantised else None,
+    )
+
+
+def _not_a_model(name: str, path: Path) -> str:
+    """Why the directory ``path`` is not a model, pointing at its checkpoints when it is a run."""
+    runs = [sub for sub in ("best", "last") if (path / sub / checkpoint.CONFIG_FILE).is_file()]
+    if runs:
+        where = " or ".join(os.path.join(name, sub) for sub in runs)
+        return f"{name!r} is a training run folder, not a model: load its checkpoint {where}"
+    return f"{name!r} is not a model: no config.json in {path}"

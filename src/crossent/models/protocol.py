@@ -60,6 +60,20 @@ class CausalLM(Protocol):
         ...
 
     @property
+    def description(self) -> str:
+        """What the weights are, in one line: where they come from, how they were stored and
+        their dtype, e.g. ``"SmolLM2-135M-Instruct, Q4_1 GGUF (4-bit, 5.74 bits per weight)
+        dequantised to float32"``. Results show it beside the name, so that nobody takes a
+        quantised model's numbers for the published model's."""
+        ...
+
+    @property
+    def quantisation(self) -> str | None:
+        """The GGUF file type the weights were dequantised from (``"Q4_1"``), or ``None`` when
+        they were never quantised (a Hugging Face model, a crossent checkpoint, an F16 GGUF)."""
+        ...
+
+    @property
     def tokenizer(self) -> Tokenizer: ...
 
     @property
@@ -98,24 +112,43 @@ TokenizerT = TypeVar("TokenizerT", bound=Tokenizer)
 class CausalLMBase(ABC, Generic[TokenizerT]):
     """What every adapter's :class:`CausalLM` shares: a name, a tokenizer, a context length.
 
-    An adapter passes those three to ``__init__`` and defines the head and
-    :meth:`hidden_states`; the vocabulary size and the device are read off the head, so they
-    cannot disagree with it.
+    An adapter passes those to ``__init__`` and defines the head and :meth:`hidden_states`;
+    the vocabulary size and the device are read off the head, so they cannot disagree with it.
 
     Args:
         name: What the user called the model.
         tokenizer: Its tokenizer, as the protocol sees it.
         context_length: The most tokens one input row may have.
+        description: What the weights are (see :attr:`CausalLM.description`).
+        quantisation: The GGUF file type they were dequantised from, if any.
     """
 
-    def __init__(self, *, name: str, tokenizer: TokenizerT, context_length: int) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        tokenizer: TokenizerT,
+        context_length: int,
+        description: str,
+        quantisation: str | None = None,
+    ) -> None:
         self._name = name
         self._tokenizer = tokenizer
         self._context_length = context_length
+        self._description = description
+        self._quantisation = quantisation
 
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def description(self) -> str:
+        return self._description
+
+    @property
+    def quantisation(self) -> str | None:
+        return self._quantisation
 
     @property
     def tokenizer(self) -> TokenizerT:

@@ -19,11 +19,14 @@ if TYPE_CHECKING:  # only the types: importing evaluation imports transformers
     from crossent.evaluation import EvaluationResult
 
 
-def render_evaluation_report(result: EvaluationResult, *, title: str | None = None) -> str:
+def render_evaluation_report(
+    result: EvaluationResult, *, title: str | None = None, model_description: str | None = None
+) -> str:
     """One self-contained HTML page showing an evaluation (see the module docstring).
 
-    The page holds a summary (the model, window, stride, prefix and the totals in every unit, bits
-    per byte as the headline), a table with one row per document and the totals as its footer,
+    The page holds a summary (the model and what its weights are, window, stride, prefix and the
+    totals in every unit, bits per byte as the headline), a table with one row per document
+    (named by it) and, when there are several, the totals as its footer,
     a histogram of per-token surprisal in bits, and each document's text as a heatmap in which
     every scored token is a ``<span>`` coloured by its surprisal, with a legend of the colour
     classes and a tooltip per token: its text, probability, surprisal in bits and nats, rank,
@@ -38,6 +41,9 @@ def render_evaluation_report(result: EvaluationResult, *, title: str | None = No
         result: what :func:`crossent.evaluation.evaluate` returned, ideally with per-token
             details.
         title: the page title; default ``"Cross-entropy of <model>"``.
+        model_description: what the model's weights are
+            (:attr:`crossent.models.CausalLM.description`), shown under the headline and in the
+            summary, so that a quantised model's numbers are not taken for the published one's.
 
     Returns:
         The page, about 80 bytes per token plus the texts' own bytes; write it with
@@ -48,8 +54,14 @@ def render_evaluation_report(result: EvaluationResult, *, title: str | None = No
     parts = [
         f"<h1>{escape(title)}</h1>",
         headline([("", result)]),
+    ]
+    if model_description:
+        parts.append(f'<p class="model">{escape(result.model)}: {escape(model_description)}</p>')
+    parts += [
         "<h2>Summary</h2>",
-        summary_table([("", result)]),
+        summary_table(
+            [("", result)], descriptions=[model_description] if model_description else None
+        ),
         "<h2>Documents</h2>",
         documents_table(result),
     ]

@@ -43,8 +43,17 @@ def headline(named: Sequence[tuple[str, EvaluationResult]]) -> str:
     return f'<p class="headline">{" &nbsp; ".join(parts)}</p>'
 
 
-def summary_table(named: Sequence[tuple[str, EvaluationResult]]) -> str:
-    """One column per result; cells carry data-metric (and data-model when named)."""
+def summary_table(
+    named: Sequence[tuple[str, EvaluationResult]],
+    *,
+    descriptions: Sequence[str | None] | None = None,
+) -> str:
+    """One column per result; cells carry data-metric (and data-model when named).
+
+    ``descriptions``, one per result, says what each model's weights are
+    (:attr:`crossent.models.CausalLM.description`); given, it is the row ``weights``
+    (``data-metric="model_description"``) under the model's name.
+    """
     settings: list[tuple[str, str, Callable[[EvaluationResult], str]]] = [
         ("model", "model", lambda r: r.model),
         ("window", "window", lambda r: str(r.window)),
@@ -58,6 +67,12 @@ def summary_table(named: Sequence[tuple[str, EvaluationResult]]) -> str:
         + "</tr>"
         for key, header, show in settings
     ]
+    if descriptions is not None:
+        cells = "".join(
+            cell(description or "", metric="model_description", model=name)
+            for (name, _), description in zip(named, descriptions, strict=True)
+        )
+        rows.insert(1, f"<tr><th>weights</th>{cells}</tr>")
     rows += [
         f"<tr><th>{escape(_HEADERS[key])}</th>"
         + "".join(cell(show(result.totals), metric=key, model=name) for name, result in named)
@@ -70,7 +85,7 @@ def summary_table(named: Sequence[tuple[str, EvaluationResult]]) -> str:
 
 
 def documents_table(result: EvaluationResult) -> str:
-    """One row per document, the totals as the footer."""
+    """One row per document, named by it; the totals as the footer when there are several."""
 
     def row(name: str, metrics: NLLResult) -> str:
         cells = "".join(cell(show(metrics), metric=key) for key, show in METRIC_FORMATS.items())
@@ -78,7 +93,8 @@ def documents_table(result: EvaluationResult) -> str:
 
     head = "".join(f"<th>{escape(_HEADERS[key])}</th>" for key in METRIC_FORMATS)
     body = "".join(row(document.name, document.result()) for document in result.documents)
+    foot = f"<tfoot>{row('total', result.totals)}</tfoot>" if len(result.documents) > 1 else ""
     return (
         f'<table class="documents"><thead><tr><th>document</th>{head}</tr></thead>'
-        f"<tbody>{body}</tbody><tfoot>{row('total', result.totals)}</tfoot></table>"
+        f"<tbody>{body}</tbody>{foot}</table>"
     )

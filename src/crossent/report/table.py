@@ -37,17 +37,26 @@ def _metrics_row(name: str, metrics: NLLResult) -> list[str]:
     return [name, *format_metrics(metrics).values()]
 
 
-def format_evaluation(result: EvaluationResult) -> str:
-    """One row per document when there are several, then the totals."""
+def format_evaluation(result: EvaluationResult, *, model_description: str | None = None) -> str:
+    """The model and the windows, then the table: one row per document, named by it, and a
+    ``total`` row when there are several (a lone document's row is its total).
+
+    Args:
+        result: what :func:`crossent.evaluation.evaluate` returned.
+        model_description: what the model's weights are
+            (:attr:`crossent.models.CausalLM.description`), shown after its name, so that a
+            quantised model's numbers are not taken for the published model's.
+    """
     headers = [
         "document", "tokens", "nats/token", "bits/token", "perplexity", "bytes",
         "bits/byte", "byte ppl", "words", "word ppl", "top-1",
     ]  # fmt: skip
-    rows = []
+    rows = [_metrics_row(doc.name, doc.result()) for doc in result.documents]
     if len(result.documents) > 1:
-        rows = [_metrics_row(doc.name, doc.result()) for doc in result.documents]
-    rows.append(_metrics_row("total", result.totals))
-    return format_table(headers, rows)
+        rows.append(_metrics_row("total", result.totals))
+    model = f"model {result.model}" + (f": {model_description}" if model_description else "")
+    windows = f"window {result.window}, stride {result.stride}, prefix {result.prefix}"
+    return f"{model}\n{windows}\n{format_table(headers, rows)}"
 
 
 def format_comparison(comparison: ComparisonResult) -> str:
