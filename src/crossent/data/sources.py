@@ -60,6 +60,11 @@ STREAM_BYTES = 64 << 20
 _READ_BYTES = 4 << 20
 # The way out of invalid UTF-8, as a keyword argument and as a flag.
 _REPLACE = ("errors='replace' substitutes U+FFFD", "--errors replace substitutes U+FFFD")
+# What field is for, as a keyword argument and as a flag.
+_FIELD_ONLY = (
+    "field applies only to .jsonl files and stdin",
+    "--field NAME applies only to .jsonl files and stdin",
+)
 
 
 class InputError(ValueError):
@@ -209,17 +214,12 @@ def read_documents(
             if field is not None and not _is_json_lines(path):
                 raise InputError(
                     f"{path} is not JSON Lines (a .jsonl file), so it has no field {field!r}",
-                    "field applies only to .jsonl files and stdin",
-                    "--field NAME applies only to .jsonl files and stdin",
+                    *_FIELD_ONLY,
                 )
             documents.extend(_read_file(path, field, errors, stream_bytes))
             field_used = True
     if field is not None and not field_used:
-        raise InputError(
-            f"no input is JSON Lines, so field {field!r} names nothing",
-            "field applies only to .jsonl files and stdin",
-            "--field NAME applies only to .jsonl files and stdin",
-        )
+        raise InputError(f"no input is JSON Lines, so field {field!r} names nothing", *_FIELD_ONLY)
     return documents
 
 
