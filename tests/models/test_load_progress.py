@@ -7,9 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import huggingface_hub
 import pytest
 import torch
+
+# The Hub's switch, from its own module: huggingface_hub.utils exports it only lazily.
+from huggingface_hub.utils.tqdm import (
+    are_progress_bars_disabled,
+    disable_progress_bars,
+    enable_progress_bars,
+)
 from transformers import AutoModelForCausalLM, LlamaConfig
 from transformers.utils import logging as transformers_logging
 
@@ -52,23 +58,23 @@ def test_no_loading_bar_unless_asked(tiny_directory: Path, embedded: bool) -> No
 @pytest.mark.parametrize("user_wants_bars", [True, False])
 def test_the_users_setting_is_restored(tiny_directory: Path, user_wants_bars: bool) -> None:
     before = transformers_logging.is_progress_bar_enabled()
-    hub_before = huggingface_hub.utils.are_progress_bars_disabled()
+    hub_before = are_progress_bars_disabled()
     try:
         if user_wants_bars:
             transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
         else:
             transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-        hub_off = huggingface_hub.utils.are_progress_bars_disabled()
+        hub_off = are_progress_bars_disabled()
         for progress in (False, True):
             load_model(tiny_directory, device="cpu", progress=progress)
             assert transformers_logging.is_progress_bar_enabled() is user_wants_bars
-            assert huggingface_hub.utils.are_progress_bars_disabled() is hub_off
+            assert are_progress_bars_disabled() is hub_off
     finally:
         if before:
             transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
         else:
             transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         if hub_before:
-            huggingface_hub.utils.disable_progress_bars()
+            disable_progress_bars()
         else:
-            huggingface_hub.utils.enable_progress_bars()
+            enable_progress_bars()

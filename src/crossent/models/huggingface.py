@@ -16,6 +16,13 @@ from pathlib import Path
 import huggingface_hub
 import torch
 import transformers
+
+# The Hub's switch, from its own module: huggingface_hub.utils exports it only lazily.
+from huggingface_hub.utils.tqdm import (
+    are_progress_bars_disabled,
+    disable_progress_bars,
+    enable_progress_bars,
+)
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -129,7 +136,7 @@ def progress_bars(enabled: bool) -> Iterator[None]:
     ``HF_HUB_DISABLE_PROGRESS_BARS=1`` keeps the Hub's bars off even when ``enabled``.
     """
     transformers_on = transformers_logging.is_progress_bar_enabled()
-    hub_on = not huggingface_hub.utils.are_progress_bars_disabled()
+    hub_on = not are_progress_bars_disabled()
     _switch_progress_bars(enabled, enabled)
     try:
         yield
@@ -148,9 +155,9 @@ def _switch_progress_bars(transformers_on: bool, hub_on: bool) -> None:
             transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         # transformers switches the Hub's bars with its own: set them after it.
         if hub_on:
-            huggingface_hub.utils.enable_progress_bars()
+            enable_progress_bars()
         else:
-            huggingface_hub.utils.disable_progress_bars()
+            disable_progress_bars()
 
 
 def load_directory(
