@@ -1,7 +1,8 @@
 """Text from a causal language model, one token at a time, with the model's loss on what it wrote.
 
-:func:`sample` continues a prompt with tokens drawn from the model's next-token distribution,
-reshaped by three filters applied in this order, as transformers' ``generate`` applies them:
+:func:`sample` (and :func:`iter_samples`, which streams) continues a prompt with tokens drawn
+from the model's next-token distribution, reshaped by three filters applied in this order, as
+transformers' ``generate`` applies them:
 
 1. **temperature** ``T``: logits divided by ``T``. ``T = 0`` means greedy decoding, the most
    probable token every time (the lowest id on a tie), with no randomness at all;
@@ -156,9 +157,10 @@ def sample(
     Example:
         >>> from crossent.models import load_model
         >>> model = load_model()  # doctest: +SKIP
-        >>> (greedy,) = sample(model, "The capital of France is", temperature=0)  # doctest: +SKIP
-        >>> greedy.text[:6], round(greedy.mean_nats, 2)  # doctest: +SKIP
-        (' Paris', 0.87)
+        >>> prompt = "The capital of France is"
+        >>> (greedy,) = sample(model, prompt, max_new_tokens=5, temperature=0)  # doctest: +SKIP
+        >>> greedy.text, round(greedy.nats[0], 2), round(greedy.mean_nats, 2)  # doctest: +SKIP
+        (' Paris.\n\nThe', 0.29, 1.07)
     """
     samples = iter_samples(
         model, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
