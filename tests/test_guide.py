@@ -92,11 +92,15 @@ def embedded_model_once(smollm2: HFCausalLM, monkeypatch: pytest.MonkeyPatch) ->
     real = crossent.models.load_model
 
     def load_model(
-        spec: str | None = None, *, dtype: torch.dtype = torch.float32, device: str | None = None
+        spec: str | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str | None = None,
+        progress: bool = False,
     ) -> crossent.models.CausalLM:
         if spec in (None, "smollm2-135m") and dtype == torch.float32 and device in (None, "cpu"):
             return smollm2
-        return real(spec, dtype=dtype, device=device)
+        return real(spec, dtype=dtype, device=device, progress=progress)
 
     monkeypatch.setattr(crossent.models, "load_model", load_model)
 

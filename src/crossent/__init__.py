@@ -29,12 +29,14 @@ if TYPE_CHECKING:
     )
     from crossent.losses.distill import distillation_loss, kl_divergence
     from crossent.losses.linear import linear_cross_entropy, linear_cross_entropy_with_stats
+    from crossent.sampling import Sample, sample
 
 # Where each public name lives; the last four are modules themselves.
 _HOMES = {
     "ComparisonResult": "crossent.comparison",
     "CrossEntropyStats": "crossent.losses.cross_entropy",
     "EvaluationResult": "crossent.evaluation",
+    "Sample": "crossent.sampling",
     "TokenScore": "crossent.evaluation",
     "binary_cross_entropy": "crossent.losses.binary",
     "compare": "crossent.comparison",
@@ -49,12 +51,14 @@ _HOMES = {
     "nn": "crossent.nn",
     "parallel": "crossent.losses.parallel",
     "reference": "crossent.losses.reference",
+    "sample": "crossent.sampling",
 }
 
 __all__ = [
     "ComparisonResult",
     "CrossEntropyStats",
     "EvaluationResult",
+    "Sample",
     "TokenScore",
     "__version__",
     "binary_cross_entropy",
@@ -70,6 +74,7 @@ __all__ = [
     "nn",
     "parallel",
     "reference",
+    "sample",
 ]
 
 

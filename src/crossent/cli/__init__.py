@@ -11,12 +11,12 @@ import sys
 from collections.abc import Sequence
 
 from crossent import __version__
-from crossent.cli import bench, compare, evaluate, explain, train
+from crossent.cli import bench, compare, evaluate, explain, sample, train
 from crossent.cli.arguments import EXIT_USAGE, Parser
 from crossent.extras import MissingExtraError, extra_for
 
 EXIT_INTERRUPTED = 130
-_COMMANDS = (bench, evaluate, compare, train, explain)
+_COMMANDS = (bench, evaluate, compare, train, explain, sample)
 
 
 def build_parser() -> Parser:

@@ -195,11 +195,9 @@ def load(spec: str | None, args: argparse.Namespace, device: str | None) -> Caus
     """The model ``spec`` names, in the ``--dtype`` and on the ``--device`` the user asked for."""
     require("hf", "loading a model")
     import torch
-    from transformers.utils import logging as transformers_logging
 
     from crossent.models import load_model
 
-    # stderr is for crossent's own messages, not transformers' progress bars.
-    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    # load_model draws no transformers progress bar: stderr is for crossent's own messages.
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
     return load_model(spec, dtype=dtype, device=args.device or device)

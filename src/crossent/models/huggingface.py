@@ -2,15 +2,27 @@
 
 :class:`HFCausalLM` adapts a loaded transformers model; :func:`load_directory` loads one from a
 model directory without the network, :func:`load_hub` from the Hugging Face Hub.
+:func:`progress_bars` turns transformers' own progress bars ("Loading weights", downloads) on or
+off for the length of a load, and puts the user's setting back afterwards.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import huggingface_hub
 import torch
 import transformers
+
+# The Hub's switch, from its own module: huggingface_hub.utils exports it only lazily.
+from huggingface_hub.utils.tqdm import (
+    are_progress_bars_disabled,
+    disable_progress_bars,
+    enable_progress_bars,
+)
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -18,12 +30,13 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as transformers_logging
 
 from crossent.models.errors import first_line
 from crossent.models.protocol import CausalLMBase
 from crossent.models.tokenizer import HFTokenizer
 
-__all__ = ["HFCausalLM", "dtype_name", "load_directory", "load_hub"]
+__all__ = ["HFCausalLM", "dtype_name", "load_directory", "load_hub", "progress_bars"]
 
 # Config fields that make a model's logits something other than hidden @ head.T + bias.
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
@@ -122,6 +135,40 @@ class HFCausalLM(CausalLMBase[HFTokenizer]):
                 f"model {self._name!r} computes its logits in a way crossent does not support: "
                 f"they differ from hidden states @ LM head by up to {difference:.3g}"
             )
+
+
+@contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """Show (``enabled``) or hide transformers' and the Hub's progress bars inside the block.
+
+    Both libraries keep a global switch; the settings found on entry are put back on exit, so a
+    user's own choice (``transformers.utils.logging.disable_progress_bar()``,
+    ``huggingface_hub.utils.disable_progress_bars()``) outlives the block.
+    ``HF_HUB_DISABLE_PROGRESS_BARS=1`` keeps the Hub's bars off even when ``enabled``.
+    """
+    transformers_on = transformers_logging.is_progress_bar_enabled()
+    hub_on = not are_progress_bars_disabled()
+    _switch_progress_bars(enabled, enabled)
+    try:
+        yield
+    finally:
+        _switch_progress_bars(transformers_on, hub_on)
+
+
+def _switch_progress_bars(transformers_on: bool, hub_on: bool) -> None:
+    # The Hub warns when HF_HUB_DISABLE_PROGRESS_BARS outranks a call to enable its bars; the
+    # variable is the user's standing choice, so it wins without a word.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if transformers_on:
+            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+        else:
+            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        # transformers switches the Hub's bars with its own: set them after it.
+        if hub_on:
+            enable_progress_bars()
+        else:
+            disable_progress_bars()
 
 
 def load_directory(

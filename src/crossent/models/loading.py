@@ -47,6 +47,7 @@ def load_model(
     *,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device | None = None,
+    progress: bool = False,
 ) -> CausalLM:
     """Load a causal LM for evaluation (eval mode, no gradients).
 
@@ -56,6 +57,9 @@ def load_model(
             Face Hub name.
         dtype: The dtype of the weights (GGUF files are dequantised to float32 first).
         device: Where to put the model; ``None`` picks CUDA when present, else the CPU.
+        progress: Let transformers draw its progress bars on stderr ("Loading weights", Hub
+            downloads). Off by default, so a script's stderr holds only what it writes; the
+            user's own transformers setting is restored once the model is loaded.
 
     Returns:
         The model behind the :class:`~crossent.models.protocol.CausalLM` protocol.
@@ -70,7 +74,13 @@ def load_model(
         >>> model.vocab_size, model.context_length  # doctest: +SKIP
         (49152, 8192)
     """
-    device = default_device(device)
+    with huggingface.progress_bars(progress):
+        return _load(spec, dtype=dtype, device=default_device(device))
+
+
+def _load(
+    spec: str | os.PathLike[str] | None, *, dtype: torch.dtype, device: torch.device
+) -> CausalLM:
     if spec is None or spec == DEFAULT_MODEL:
         return _load_gguf(gguf.embedded_gguf(), DEFAULT_MODEL, gguf.EMBEDDED_ORIGIN, dtype, device)
     name = os.fspath(spec)
