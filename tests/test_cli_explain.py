@@ -87,10 +87,10 @@ def test_toy_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
-def test_without_input_it_shows_seed_000(capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_input_it_shows_the_three_animals(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain"]) == 0
     printed = capsys.readouterr().out
-    assert "seed 000's example" in printed
+    assert "the three animals" in printed
     assert "cat    1           0.7            -0.356675  0.356675" in printed
 
 

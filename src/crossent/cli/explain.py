@@ -15,7 +15,8 @@ def add_parser(commands: Commands) -> None:
         description="Three explanations, each checked against independent computations. "
         "Toy distributions: --probs (or --logits) with --target (one-hot) or --p (soft), e.g. "
         "--probs 0.2,0.7,0.1 --labels dog,cat,fish --target cat; without any input, that "
-        "example. A text: the six steps from a model's logits to its loss, and every "
+        "example, the three animals. With --logits, also logsumexp(z) - z[target], the form "
+        "crossent computes. A text: the six steps from a model's logits to its loss, and every "
         "position's next token with its rank and alternatives. --stability: the naive "
         "-log(softmax(z) + 1e-10) against the log-space loss on extreme logits. Lists are "
         "comma-separated; write a list that starts with a minus sign as --logits=-1,2,3.",
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--json and --html both name {args.json}")
     check_outputs([], [args.json, args.html])
     if request.empty:
-        print("No input given: seed 000's example (see crossent explain --help).\n")
+        print("No input given: the three animals (see crossent explain --help).\n")
     result = explain.explain(request, load_model=lambda spec: load(spec, args, None))
     if args.html is not None or args.plots is not None:
         # matplotlib is imported only now, so that bad input is refused without waiting for it
