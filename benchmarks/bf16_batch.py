@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {platform.python_version()}, torch {torch.__version__}, "
         f"transformers {version('transformers')}, {torch.get_num_threads()} threads"
     )
-    print(f"documents: {', '.join(f'{d.name} {n} tokens' for d, n in zip(documents, tokens))}\n")
+    sizes = zip(documents, tokens, strict=True)
+    print(f"documents: {', '.join(f'{d.name} {n} tokens' for d, n in sizes)}\n")
     nll = {dtype: _nll(dtype, documents, batch_sizes) for dtype in DTYPES}
 
     print("summed NLL per document, nats:")
@@ -108,9 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     fp32_spread = sum(spread["float32"])
     ratio = f"{sum(spread['bfloat16']) / fp32_spread:.0f}x" if fp32_spread > 0 else "inf"
     print(f"  bf16 spread / fp32 spread: {ratio}")
-    print(
-        f"  bf16 spread / bf16 distance from fp32: {sum(spread['bfloat16']) / sum(distance[low]):.2f}"
-    )
+    relative = sum(spread["bfloat16"]) / sum(distance[low])
+    print(f"  bf16 spread / bf16 distance from fp32: {relative:.2f}")
     print(f"\n{time.perf_counter() - started:.0f} s")
     return 0
 

@@ -52,7 +52,10 @@ def format_evaluation(result: EvaluationResult) -> str:
 
 def format_comparison(comparison: ComparisonResult) -> str:
     """Both models side by side, bits per byte first; then, with a shared tokenizer, the
-    per-token KL divergence summary and the tokens whose loss changed most."""
+    per-token ``KL(A || B)`` summary and the tokens whose loss changed most, all in nats (see
+    :mod:`crossent.comparison`)."""
+    from crossent.comparison import KL_FORMULA, KL_NAME, TOKEN_UNIT  # loaded with the result
+
     headers = [
         "model", "bits/byte", "byte ppl", "word ppl", "tokens", "nats/token", "perplexity",
         "top-1",
@@ -72,8 +75,8 @@ def format_comparison(comparison: ComparisonResult) -> str:
         return "\n\n".join(parts)
     percentiles = ", ".join(f"{name} {value:.4g}" for name, value in kl.percentiles.items())
     parts.append(
-        f"KL(A || B) per token, nats, over {kl.tokens} tokens: mean {kl.mean:.6g}; "
-        f"{percentiles}\ntop-1 agreement: {100 * kl.top1_agreement:.2f}%"
+        f"{KL_FORMULA} per token, {TOKEN_UNIT} (A the reference), over {kl.tokens} tokens:\n"
+        f"mean {kl.mean:.6g}; {percentiles}\ntop-1 agreement: {100 * kl.top1_agreement:.2f}%"
     )
     names = [document.name for document in comparison.a.documents]
     largest = [
@@ -88,8 +91,11 @@ def format_comparison(comparison: ComparisonResult) -> str:
         ]
         for diff in comparison.largest
     ]
-    headers = ["document", "position", "token", "nats A", "nats B", "B - A", "KL"]
-    parts.append("largest changes in loss:\n" + format_table(headers, largest))
+    headers = [
+        "document", "position", "token", f"{TOKEN_UNIT} A", f"{TOKEN_UNIT} B",
+        f"B - A, {TOKEN_UNIT}", f"{KL_NAME}, {TOKEN_UNIT}",
+    ]  # fmt: skip
+    parts.append(f"largest changes in loss -ln p, {TOKEN_UNIT}:\n" + format_table(headers, largest))
     return "\n\n".join(parts)
 
 
