@@ -57,7 +57,7 @@ def _nll(dtype: str, documents: list[Document], batch_sizes: list[int]) -> dict[
 
 
 def _per_token(values: list[float], tokens: list[int]) -> str:
-    return "  ".join(f"{value / count:.5f}" for value, count in zip(values, tokens, strict=True))
+    return "  ".join(f"{value / count:.2e}" for value, count in zip(values, tokens, strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     print("\nper token, nats (one column per document):")
     for batch in batch_sizes:
-        print(f"  bf16 - fp32, batch {batch}:     {_per_token(distance[batch], tokens)}")
+        label = f"|bf16 - fp32|, batch {batch}:"
+        print(f"  {label:33} {_per_token(distance[batch], tokens)}")
     for dtype in DTYPES:
-        print(f"  {dtype} batch {high} - batch {low}: {_per_token(spread[dtype], tokens)}")
+        label = f"|batch {high} - batch {low}|, {dtype}:"
+        print(f"  {label:33} {_per_token(spread[dtype], tokens)}")
     total = sum(tokens)
     mean_distance = sum(distance[low]) / total
     print("\nover all tokens, per token:")

@@ -25,7 +25,11 @@ def add_parser(commands: Commands) -> None:
     explain.add_argument("--model", help=MODEL_HELP + " (with a text)")
     explain.add_argument("--prefix", choices=["bos", "eos", "none"], help="default: bos, else eos")
     explain.add_argument("--top-k", type=positive_int, default=5, help="alternatives shown")
-    explain.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    explain.add_argument(
+        "--dtype", choices=["float32", "bfloat16"], default="float32", help="the model's dtype "
+        "(default: float32); bfloat16 losses are a few thousandths of a nat per token off "
+        "float32's (docs/benchmarks.md)",
+    )  # fmt: skip
     explain.add_argument("--device", help="cpu, cuda, ... (default: CUDA when present)")
     prediction = explain.add_mutually_exclusive_group()
     prediction.add_argument("--probs", type=_numbers, help="the predicted probabilities q")
