@@ -31,7 +31,7 @@ import torch
 
 from crossent.data import Document, read_documents
 from crossent.evaluation import evaluate
-from crossent.models import load_model
+from crossent.models import CausalLM, load_model
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -47,9 +47,10 @@ def _documents(lengths: list[int]) -> list[Document]:
     return pieces
 
 
-def _nll(dtype: str, documents: list[Document], batch_sizes: list[int]) -> dict[int, list[float]]:
-    """Each document's summed NLL in nats, per batch size, the model in ``dtype``."""
-    model = load_model(None, dtype=DTYPES[dtype], device="cpu")
+def nll_by_batch(
+    model: CausalLM, documents: list[Document], batch_sizes: list[int]
+) -> dict[int, list[float]]:
+    """Each document's summed NLL in nats, per batch size, as ``crossent eval`` scores it."""
     return {
         batch: [score.nll_nats for score in evaluate(model, documents, batch_size=batch).documents]
         for batch in batch_sizes
@@ -79,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     sizes = zip(documents, tokens, strict=True)
     print(f"documents: {', '.join(f'{d.name} {n} tokens' for d, n in sizes)}\n")
-    nll = {dtype: _nll(dtype, documents, batch_sizes) for dtype in DTYPES}
+    nll = {
+        name: nll_by_batch(load_model(None, dtype=dtype, device="cpu"), documents, batch_sizes)
+        for name, dtype in DTYPES.items()
+    }
 
     print("summed NLL per document, nats:")
     for dtype, by_batch in nll.items():
