@@ -42,10 +42,10 @@ def _explain(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def test_one_hot_target_logsumexp_minus_the_target_logit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = tmp_path / "cat.json"
+    out, page = tmp_path / "cat.json", tmp_path / "cat.html"
     printed = _explain(
         ["--logits", ",".join(map(str, LOGITS)), "--labels", ",".join(LABELS), "--target",
-         "cat", "--json", str(out)],
+         "cat", "--json", str(out), "--html", str(page)],
         capsys,
     )  # fmt: skip
     assert [float(cell) for cell in _table_column(printed, "z (logit)")] == LOGITS
@@ -66,6 +66,12 @@ def test_one_hot_target_logsumexp_minus_the_target_logit(
     assert record["logsumexp"] == pytest.approx(logsumexp, rel=1e-14)
     assert record["target_logit"] == 2.5
     assert record["logsumexp"] - record["target_logit"] == pytest.approx(loss, rel=1e-14)
+    html = page.read_text(encoding="utf-8")
+    shown = dict(re.findall(r"data-metric='(logsumexp|target_logit)'>([^<]+)<", html))
+    assert float(shown["logsumexp"]) == pytest.approx(logsumexp, abs=5e-7)
+    assert float(shown["target_logit"]) == 2.5
+    logits = re.findall(r'data-metric="logit"[^>]*>([^<]+)<', html)
+    assert [float(value) for value in logits] == LOGITS
 
 
 def test_smoothed_soft_target_logsumexp_minus_the_mean_logit(

@@ -2,7 +2,7 @@
 
 The page is self-contained (:mod:`crossent.report.page`); each model's part is the evaluation
 page's (:mod:`crossent.report.evaluation_page`), and the token-by-token part, when the two models
-share a tokenizer, colours each token by its change in surprisal
+share a tokenizer, colours each token by its change in loss, in nats
 (:func:`crossent.report.surprisal.difference_class`). Every number of the token-by-token part
 is in nats and the divergence is ``KL(A || B)``, as in the terminal and the JSON
 (:mod:`crossent.comparison`); each model's own part keeps the evaluation page's surprisal in
