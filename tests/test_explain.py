@@ -162,8 +162,9 @@ def test_distribution_json_keys_are_stable() -> None:
     cat = explain_distributions(SEED_000_Q, labels=ANIMALS, target="cat")
     record = json.loads(json.dumps(cat.to_dict()))
     assert list(record) == [
-        "mode", "labels", "q", "log_q", "logits", "target", "p", "label_smoothing",
-        "smoothed_p", "terms", "nats", "bits", "perplexity", "entropy_nats", "kl_nats", "checks",
+        "mode", "labels", "q", "log_q", "logits", "logsumexp", "target_logit", "target", "p",
+        "label_smoothing", "smoothed_p", "terms", "nats", "bits", "perplexity", "entropy_nats",
+        "kl_nats", "checks",
     ]  # fmt: skip
     assert record["mode"] == "distributions"
     assert (record["nats"], record["bits"], record["perplexity"]) == (

@@ -3,12 +3,19 @@
 Each implementation computes ``mean cross_entropy(hidden @ weight.T, target)`` and its gradients
 for ``hidden`` and ``weight`` in a Python process of its own, so that its peak resident memory is
 its own. The process creates the inputs, warms the implementation up, resets the kernel's
-high-water mark of its memory, then times forward+backward a few times; it reports the median time
-and how far its peak rose above what it held before the timed runs (the inputs). The parent
-compares every loss with a float64 ground truth computed by PyTorch, a chunk of rows at a time.
+high-water mark of its memory, then times forward+backward ``repeats`` times; it reports every
+run's time (the table shows their minimum, median and maximum) and how far its peak rose above
+what it held before the timed runs (the inputs). The parent compares every loss with a float64
+ground truth computed by PyTorch, a chunk of rows at a time.
 
 The ``floor`` row times the three matrix products that any exact implementation must do (logits,
-then the gradients of hidden and weight) and nothing else.
+then the gradients of hidden and weight) and nothing else. Each implementation's
+``description`` says what it is; ``crossent bench`` prints them as a legend under the table.
+
+On a shared machine one run can take twice as long as the next, so a single time says little:
+when an implementation's slowest run is more than :data:`SPREAD_WARNING` (1.5) times its fastest,
+the table is followed by a one-line warning to compare the medians with care or to rerun with
+more ``--repeats``.
 
 Run it with ``crossent bench`` (``--quick`` for a demonstration of about a minute);
 :func:`crossent.report.table.format_bench` prints its rows.
@@ -25,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +43,10 @@ from crossent.losses.linear import linear_cross_entropy
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 LossFunction = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+# Warn when an implementation's slowest timed run is more than this many times its fastest: on a
+# quiet machine they differ by a few percent; 1.5 is a busy machine, not the implementation.
+SPREAD_WARNING = 1.5
 
 
 def _torch_naive(hidden: Tensor, weight: Tensor, target: Tensor) -> Tensor:
@@ -75,10 +87,11 @@ def _floor(hidden: Tensor, weight: Tensor, target: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class Implementation:
-    """A contender: its loss function, and whether it can run here."""
+    """A contender: its loss function, what it is in one line, and whether it can run here."""
 
     name: str
     function: LossFunction
+    description: str
     needs_module: str | None = None
     differentiable: bool = True
     compiled: bool = False  # warm up at full size, so compilation is not timed
@@ -90,14 +103,44 @@ class Implementation:
 IMPLEMENTATIONS = {
     impl.name: impl
     for impl in [
-        Implementation("torch", _torch_naive),
-        Implementation("torch-chunked", _torch_chunked),
         Implementation(
-            "cce-compile", _cut_cross_entropy, needs_module="cut_cross_entropy", compiled=True
+            "torch",
+            _torch_naive,
+            "PyTorch on materialised logits, F.cross_entropy(hidden @ weight.T, target): "
+            "the baseline of the x torch columns",
         ),
-        Implementation("crossent", _crossent),
-        Implementation("crossent-recompute", _crossent_recompute),
-        Implementation("floor", _floor, differentiable=False),
+        Implementation(
+            "torch-chunked",
+            _torch_chunked,
+            "PyTorch's own chunked F.linear_cross_entropy (default LinearCrossEntropyOptions)",
+        ),
+        Implementation(
+            "cce-compile",
+            _cut_cross_entropy,
+            'Apple\'s cut-cross-entropy with impl="torch_compile", its CPU implementation '
+            "(only when the package is installed)",
+            needs_module="cut_cross_entropy",
+            compiled=True,
+        ),
+        Implementation(
+            "crossent",
+            _crossent,
+            "crossent.linear_cross_entropy, gradients computed during the forward pass (its "
+            "path for a scalar loss)",
+        ),
+        Implementation(
+            "crossent-recompute",
+            _crossent_recompute,
+            'crossent.linear_cross_entropy(reduction="none").mean(), logits recomputed in '
+            "backward (its path for per-token losses)",
+        ),
+        Implementation(
+            "floor",
+            _floor,
+            "not a loss: the three matrix products every exact implementation does (logits, "
+            "then the gradients of hidden and weight) and nothing else; a lower bound",
+            differentiable=False,
+        ),
     ]
 }
 
@@ -123,7 +166,7 @@ class BenchRow:
     """One implementation's measurement on one case.
 
     Attributes:
-        seconds: median forward+backward wall time.
+        times: the forward+backward wall time of each timed run, seconds, in run order.
         peak_mib: peak RSS above what the process held before the timed runs, MiB.
         loss: the mean loss it computed, nats (NaN for the floor).
         error: ``|loss - float64 truth|``, nats (NaN for the floor).
@@ -131,15 +174,35 @@ class BenchRow:
 
     implementation: str
     case: BenchCase
-    seconds: float
+    times: tuple[float, ...]
     peak_mib: float
     loss: float
     error: float
 
+    @property
+    def repeats(self) -> int:
+        """How many timed runs there were."""
+        return len(self.times)
+
+    @property
+    def seconds(self) -> float:
+        """The median time of the timed runs."""
+        return statistics.median(self.times)
+
+    @property
+    def spread(self) -> float:
+        """The slowest run's time over the fastest's (1 for a single run)."""
+        return max(self.times) / min(self.times) if min(self.times) > 0 else float("inf")
+
+    @property
+    def description(self) -> str:
+        """What the implementation is, in one line."""
+        return IMPLEMENTATIONS[self.implementation].description
+
 
 def quick_cases() -> list[BenchCase]:
-    """A GPT-2 head on 1024 tokens: about a minute on a 2-core CPU."""
-    return [BenchCase(1024, 768, 50304, repeats=2)]
+    """A GPT-2 head on 1024 tokens, 3 timed runs: about a minute on a 2-core CPU."""
+    return [BenchCase(1024, 768, 50304, repeats=3)]
 
 
 def default_cases() -> list[BenchCase]:
@@ -200,7 +263,7 @@ def run_benchmark(
                 BenchRow(
                     implementation=name,
                     case=case,
-                    seconds=measured["seconds"],
+                    times=tuple(measured["times"]),
                     peak_mib=measured["peak_mib"],
                     loss=measured["loss"] if differentiable else float("nan"),
                     error=abs(measured["loss"] - truth) if differentiable else float("nan"),
@@ -209,12 +272,12 @@ def run_benchmark(
     return rows
 
 
-def _run_worker(name: str, case: BenchCase) -> dict[str, float]:
+def _run_worker(name: str, case: BenchCase) -> dict[str, Any]:
     command = [sys.executable, "-m", "crossent.bench", "--worker", name, json.dumps(asdict(case))]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"benchmark worker {name} failed: {done.stderr.strip()[-2000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -233,7 +296,7 @@ def _reset_peak_memory() -> None:
         clear_refs.write("5")
 
 
-def _worker(name: str, case: BenchCase) -> dict[str, float]:
+def _worker(name: str, case: BenchCase) -> dict[str, Any]:
     """Run in the child process: time forward+backward, report the peak RSS the runs added."""
     impl = IMPLEMENTATIONS[name]
     hidden, weight, target = make_inputs(case)
@@ -253,7 +316,7 @@ def _worker(name: str, case: BenchCase) -> dict[str, float]:
     baseline = _memory_mib("VmRSS")
     runs = [step() for _ in range(case.repeats)]
     return {
-        "seconds": statistics.median(seconds for seconds, _ in runs),
+        "times": [seconds for seconds, _ in runs],
         "peak_mib": _memory_mib("VmHWM") - baseline,
         "loss": runs[-1][1],
     }

@@ -3,8 +3,16 @@
 Bits per byte is the headline: it divides by the text's bytes, not by tokens, so it is comparable
 across tokenizers where token perplexity is not. When the two models share a tokenizer, every
 token is also compared position by position, as llama.cpp's perplexity tool does for a quantised
-model against its original: the KL divergence ``KL(P_A || P_B)`` of B's next-token distribution
-from A's, whether the two agree on the top-1 token, and the tokens whose loss changed most.
+model against its original: the KL divergence, whether the two agree on the top-1 token, and the
+tokens whose loss changed most.
+
+One name, one direction and one unit for every per-token number, in the terminal, the JSON and
+the page: A is the reference (for a quantised model, the original), and the divergence is
+``KL(A || B) = sum_v p_A(v) ln(p_A(v) / p_B(v))`` over the whole vocabulary at each position,
+llama.cpp's direction: the expected extra surprise, under A's distribution, of predicting with B's.
+It and each token's loss (``-ln p``) and change in loss (B's minus A's) are in nats, as every
+crossent loss is and as llama.cpp reports its KL statistics; only the per-byte headline is in
+bits (bits per byte).
 """
 
 from __future__ import annotations
@@ -35,6 +43,11 @@ if TYPE_CHECKING:
 
     from crossent.models.protocol import CausalLM
 
+# How every per-token number of a comparison is named and measured (see the module docstring).
+KL_NAME = "KL(A || B)"
+KL_FORMULA = "KL(A || B) = sum_v p_A(v) ln(p_A(v) / p_B(v))"
+TOKEN_UNIT = "nats"
+
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9, "max": 100.0}
 
 
@@ -47,9 +60,9 @@ class TokenDifference:
         position: index of the token among the document's token ids.
         token_id: the token's id.
         text: the token's text, as in :class:`crossent.evaluation.TokenScore`.
-        nats_a: ``-ln p_A(token)``.
-        nats_b: ``-ln p_B(token)``.
-        kl: ``KL(P_A || P_B)`` of the two next-token distributions at this position, nats.
+        nats_a: ``-ln p_A(token)``, nats.
+        nats_b: ``-ln p_B(token)``, nats.
+        kl: ``KL(A || B)`` of the two next-token distributions at this position, nats.
         top_a: A's most likely token id.
         top_b: B's most likely token id.
     """
@@ -67,7 +80,7 @@ class TokenDifference:
 
 @dataclass(frozen=True)
 class KLSummary:
-    """The distribution of per-token ``KL(P_A || P_B)`` over every scored token, in nats.
+    """The distribution of per-token ``KL(A || B)`` over every scored token, in nats.
 
     Attributes:
         tokens: number of tokens compared.
@@ -105,11 +118,17 @@ class ComparisonResult:
     differences: list[TokenDifference] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of ``crossent compare --json`` (every difference left out)."""
+        """The JSON shape of ``crossent compare --json`` (every difference left out).
+
+        ``kl_name`` and ``token_unit`` say what ``kl``, ``largest[].kl``, ``largest[].nats_a``
+        and ``largest[].nats_b`` are: ``"KL(A || B)"`` and ``"nats"``.
+        """
         return {
             "a": self.a.to_dict(),
             "b": self.b.to_dict(),
             "shared_tokenizer": self.shared_tokenizer,
+            "kl_name": KL_NAME,
+            "token_unit": TOKEN_UNIT,
             "kl": None if self.kl is None else asdict(self.kl),
             "largest": [asdict(difference) for difference in self.largest],
         }
@@ -134,7 +153,7 @@ def compare(
     Each model is evaluated by :func:`crossent.evaluation.evaluate` with per-token details (so
     its numbers are exactly what ``crossent eval`` reports). When both tokenize every document
     to the same ids and have the same vocabulary, a further pass runs both models on the same
-    windows and computes, at every scored position, ``KL(P_A || P_B)`` over the full vocabulary
+    windows and computes, at every scored position, ``KL(A || B)`` (nats) over the full vocabulary
     and the two top-1 tokens, a chunk of positions at a time.
 
     Args:
@@ -145,7 +164,7 @@ def compare(
         stride: tokens between window starts, S in [1, L] (default L).
         prefix: token before each document (default BOS, else EOS, of model A).
         batch_size: windows per forward pass.
-        largest: how many tokens with the largest ``|nats_b - nats_a|`` to list.
+        largest: how many tokens with the largest change in loss, ``|nats_b - nats_a|``, to list.
         progress: called as for :func:`crossent.evaluation.evaluate`, separately per pass.
         group: the process group to shard over when ``torch.distributed`` is initialised.
 
@@ -269,7 +288,7 @@ def _compare_rows(
     model_b: CausalLM,
     target: torch.Tensor,
 ) -> list[tuple[float, float, float, int, int]]:
-    """(nats A, nats B, KL(P_A || P_B), top-1 A, top-1 B) per row; ``hidden_*`` are (M, d)."""
+    """(nats A, nats B, KL(A || B), top-1 A, top-1 B) per row; ``hidden_*`` are (M, d)."""
     # As the fused loss: about 64 MiB of float32 logits per model and chunk.
     rows = default_chunk_rows(model_a.vocab_size)
     out: list[tuple[float, float, float, int, int]] = []
@@ -283,7 +302,7 @@ def _compare_rows(
             torch.nn.functional.linear(hidden_b[chunk], model_b.head_weight, model_b.head_bias)
             .float().to(log_a.device), dim=-1
         )  # fmt: skip
-        # KL(P_A || P_B) = sum_v p_A(v) (ln p_A(v) - ln p_B(v)); xlogy-style, 0 where p_A is 0.
+        # KL(A || B) = sum_v p_A(v) (ln p_A(v) - ln p_B(v)); xlogy-style, 0 where p_A is 0.
         kl = torch.where(log_a.isneginf(), 0.0, log_a.exp() * (log_a - log_b)).sum(dim=-1)
         index = target[chunk, None].to(log_a.device)
         nats_a = -log_a.gather(1, index)[:, 0]

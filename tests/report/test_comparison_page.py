@@ -46,15 +46,15 @@ def test_comparison_page_in_a_browser(browser: WebDriver, tmp_path: Path) -> Non
     assert text_of(browser, "table.kl [data-metric=top1_agreement]") == "0.2500"
     assert text_of(browser, "table.kl [data-metric=kl_mean]") == "0.01235"
     rows = browser.find_elements(By.CSS_SELECTOR, "table.largest tbody tr")
-    changes = [(b - a) / math.log(2) for a, b in zip(NATS_A, NATS_B, strict=True)]
+    changes = [b - a for a, b in zip(NATS_A, NATS_B, strict=True)]  # nats, as the page shows
     largest = sorted(changes, key=abs, reverse=True)[:3]
-    assert [text_of(row, "td:nth-child(6)") for row in rows] == [f"{c:+.3f}" for c in largest]
+    assert [text_of(row, "td:nth-child(6)") for row in rows] == [f"{c:+.4f}" for c in largest]
     for key in "abd":
         spans = browser.find_elements(By.CSS_SELECTOR, f".heat[data-set={key}] > span")
         assert len(spans) == len(NATS_A)
-    # B more confident by 8 bits or more: the darkest blue
+    # B more confident by 5 nats or more: the darkest blue
     blue = browser.find_elements(By.CSS_SELECTOR, ".heat[data-set=d] > span.d0")
-    assert len(blue) == sum(change < -8 for change in changes) == 2
+    assert len(blue) == sum(change < -5 for change in changes) == 2
 
     spans = browser.find_elements(By.CSS_SELECTOR, ".heat[data-set=d] > span")
     for index in (4, 6):  # " &amp;": B is 3.4 nats more confident; "é": 2 nats less
@@ -65,7 +65,8 @@ def test_comparison_page_in_a_browser(browser: WebDriver, tmp_path: Path) -> Non
         assert text_of(tip, ".tip-p-b") == probability_text(math.exp(-difference.nats_b))
         assert text_of(tip, ".tip-rank-a") == str(comparison.a.tokens[index].rank)
         assert text_of(tip, ".tip-rank-b") == str(comparison.b.tokens[index].rank)
-        assert text_of(tip, ".tip-delta") == f"{changes[index]:+.3f} bits"
+        assert text_of(tip, ".tip-nats-a") == f"{difference.nats_a:.3f}"
+        assert text_of(tip, ".tip-delta") == f"{changes[index]:+.3f} nats"
         assert text_of(tip, ".tip-kl") == f"{difference.kl:.4f} nats"
 
     assert severe_console_messages(browser) == []

@@ -135,7 +135,9 @@ def add_model_run_options(parser: argparse.ArgumentParser, *, scoring: bool) -> 
         "--dtype",
         choices=["float32", "bfloat16"],
         default="float32",
-        help="the weights' dtype while scoring",
+        help="the weights' dtype while scoring; bfloat16 halves the weights' memory but its "
+        "numbers are approximate: a few thousandths of a nat per token from float32's, and they "
+        "move by as much with --batch-size (docs/benchmarks.md)",
     )
     parser.add_argument(
         "--device",

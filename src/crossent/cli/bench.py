@@ -29,7 +29,9 @@ def add_parser(commands: Commands) -> None:
         "head scaled to a CPU (N=4096, d=2048, V=128256).",
     )
     size = bench.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="one small GPT-2 head, about a minute")
+    size.add_argument(
+        "--quick", action="store_true", help="one small GPT-2 head (N=1024), 3 runs, about a minute"
+    )
     size.add_argument(
         "--tokens",
         type=positive_int,
@@ -41,7 +43,10 @@ def add_parser(commands: Commands) -> None:
     bench.add_argument(
         "--dtype", choices=DTYPE_CHOICES, default="float32", help="dtype of hidden and weight"
     )
-    bench.add_argument("--repeats", type=positive_int, default=3, help="timed runs (median)")
+    bench.add_argument(
+        "--repeats", type=positive_int, default=3, help="timed runs per implementation, after "
+        "one warm-up; the table shows their min, median and max (default: 3)",
+    )  # fmt: skip
     bench.add_argument(
         "--impl",
         action="append",
@@ -61,10 +66,12 @@ def run(args: argparse.Namespace) -> int:
         cases = [BenchCase(args.tokens, args.dim, args.vocab, args.dtype, args.repeats)]
     else:
         cases = default_cases()
+    repeats = ", ".join(sorted({str(case.repeats) for case in cases}))
     print(
         "Mean cross-entropy of an LM head, forward + backward, each implementation in its own "
-        "process.\npeak MiB: peak resident memory above the inputs; |err|: distance from "
-        "float64, nats;\nfloor: the three matrix products alone.\n",
+        f"process, timed {repeats} times after a warm-up.\nruns: timed runs; min, median, max: "
+        "their wall times; x torch: the median (and peak) over the naive PyTorch loss's;\n"
+        "peak MiB: peak resident memory above the inputs; |err|: distance from float64, nats.\n",
         flush=True,
     )
     print(format_bench(run_benchmark(cases, args.impl)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from crossent.cli.arguments import (
-    MODEL_HELP,
     Commands,
     add_output_options,
     add_scoring_options,
@@ -18,6 +17,13 @@ from crossent.cli.arguments import (
 from crossent.cli.documents import documents_to_score
 from crossent.extras import require
 
+# compare has no default model: --model is required, twice.
+COMPARE_MODEL_HELP = (
+    "a model to compare, given exactly twice: first A, the reference, then B. Each is "
+    "smollm2-135m (the embedded model), a Hugging Face directory or Hub name, a .gguf file or a "
+    "crossent train checkpoint folder"
+)
+
 
 def add_parser(commands: Commands) -> None:
     compare = commands.add_parser(
@@ -25,14 +31,11 @@ def add_parser(commands: Commands) -> None:
         help="two causal LMs on the same texts: bits per byte side by side, and per-token KL",
         description="Evaluate two models on the same texts, as crossent eval does. Bits per "
         "byte is the headline (comparable across tokenizers); when both share a tokenizer, "
-        "also the per-token KL divergence of B from A, top-1 agreement and the tokens whose "
-        "loss changed most.",
+        "also the per-token KL(A || B) = sum_v p_A(v) ln(p_A(v) / p_B(v)), top-1 agreement and "
+        "the tokens whose loss changed most, every per-token number in nats.",
     )
     compare.add_argument(
-        "--model",
-        action="append",
-        required=True,
-        help=f"a model, given twice: A, then B; each is {MODEL_HELP}",
+        "--model", action="append", required=True, metavar="MODEL", help=COMPARE_MODEL_HELP
     )
     add_scoring_options(compare)
     compare.add_argument(
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             )
         if rank != 0:
             return 0
+    a = comparison.a
+    print(f"both models: window {a.window}, stride {a.stride}, prefix {a.prefix}")
     print(format_comparison(comparison))
     write_output(args.json, lambda: json.dumps(comparison.to_dict(), indent=2) + "\n")
     write_output(args.report, lambda: render_comparison_report(comparison))

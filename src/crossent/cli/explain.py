@@ -22,7 +22,8 @@ def add_parser(commands: Commands) -> None:
         description="Three explanations, each checked against independent computations. "
         "Toy distributions: --probs (or --logits) with --target (one-hot) or --p (soft), e.g. "
         "--probs 0.2,0.7,0.1 --labels dog,cat,fish --target cat; without any input, that "
-        "example. A text: the six steps from a model's logits to its loss, and every "
+        "example, the three animals. With --logits, also logsumexp(z) - z[target], the form "
+        "crossent computes. A text: the six steps from a model's logits to its loss, and every "
         "position's next token with its rank and alternatives. --stability: the naive "
         "-log(softmax(z) + 1e-10) against the log-space loss on extreme logits. Lists are "
         "comma-separated; write a list that starts with a minus sign as --logits=-1,2,3.",

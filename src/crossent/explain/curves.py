@@ -1,4 +1,4 @@
-"""The curves of seed 003's figures: the binary cross-entropy against the predicted probability,
+"""The curves of the loss figures: the binary cross-entropy against the predicted probability,
 for either true label, computed by crossent and checked against Python's ``math``."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class LossCurves:
 
 
 def loss_curves(points: int = 499, smallest: float = 1e-3) -> LossCurves:
-    """The curves of seed 003's two figures, from ``p = smallest`` to ``1 - smallest``.
+    """The curves of the two loss figures, from ``p = smallest`` to ``1 - smallest``.
 
     The probabilities are ``1/(points+1), ..., points/(points+1)``, and below the first of them
     (and, mirrored, above the last) 20 per decade down to ``smallest``, so that the curve reaches

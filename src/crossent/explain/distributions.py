@@ -1,5 +1,6 @@
-"""Cross-entropy on a toy distribution (seed 000): a prediction ``q`` over a few labels against a
-target, one label or a distribution ``p``, term by term, with ``H(p)`` and ``KL(p || q)``."""
+"""Cross-entropy on a toy distribution, such as the three animals (dog, cat, fish): a prediction
+``q`` over a few labels against a target, one label or a distribution ``p``, term by term, with
+``H(p)`` and ``KL(p || q)``; given logits, also ``logsumexp(z) - z[target]``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from torch import Tensor
 from crossent.explain.checks import Check, relative_tolerance
 from crossent.explain.numbers import check_finite, log, log_softmax
 from crossent.losses import reference
-from crossent.losses.cross_entropy import cross_entropy
+from crossent.losses.cross_entropy import cross_entropy, cross_entropy_with_stats
 from crossent.losses.distill import kl_divergence
 from crossent.metrics import nats_to_bits, perplexity
 
@@ -33,7 +34,13 @@ class DistributionExplanation:
         labels: the classes, in order.
         q: the predicted distribution, normalised.
         log_q: ``ln q_i``, in nats (``-inf`` where ``q_i`` is 0).
-        logits: the logits ``q`` was made from, or None when probabilities were given.
+        logits: the logits ``z`` that ``q`` was made from, or None when probabilities were given.
+        logsumexp: with logits, ``ln sum_i e^(z_i)``, the log of the softmax's normaliser, so that
+            ``ln q_i = z_i - logsumexp`` (from :func:`crossent.cross_entropy_with_stats`); None
+            when probabilities were given.
+        target_logit: with logits, the target's logit ``z[target]`` for a one-hot target, and
+            ``sum_i p_i z_i`` (the smoothed ``p``) for a distribution; None otherwise. The loss
+            is then ``nats = logsumexp - target_logit``, the form crossent and PyTorch compute.
         target: the label of a one-hot target, or None for a distribution.
         p: the target before smoothing (one-hot for a label), normalised.
         label_smoothing: ``eps``; the smoothed target is ``(1 - eps) * p + eps / V`` (PyTorch's).
@@ -51,6 +58,8 @@ class DistributionExplanation:
     q: tuple[float, ...]
     log_q: tuple[float, ...]
     logits: tuple[float, ...] | None
+    logsumexp: float | None
+    target_logit: float | None
     target: str | None
     p: tuple[float, ...]
     label_smoothing: float
@@ -76,6 +85,8 @@ class DistributionExplanation:
             "q": list(self.q),
             "log_q": list(self.log_q),
             "logits": None if self.logits is None else list(self.logits),
+            "logsumexp": self.logsumexp,
+            "target_logit": self.target_logit,
             "target": self.target,
             "p": list(self.p),
             "label_smoothing": self.label_smoothing,
@@ -99,7 +110,7 @@ def explain_distributions(
     p: Sequence[float] | None = None,
     label_smoothing: float = 0.0,
 ) -> DistributionExplanation:
-    """Cross-entropy of a prediction against a target, term by term (seed 000's example).
+    """Cross-entropy of a prediction against a target, term by term (the three animals).
 
     The loss is computed by :func:`crossent.cross_entropy` on the logits ``ln q`` (or the given
     logits), with a class-index target for a label and a probability target for ``p``, and
@@ -107,7 +118,9 @@ def explain_distributions(
     ``torch.nn.functional.cross_entropy`` and against :func:`crossent.reference.cross_entropy`.
     ``H(p)`` is ``crossent.cross_entropy`` of ``p`` against itself, ``KL(p || q)`` is
     :func:`crossent.kl_divergence`; both are checked against the formula, and their sum against
-    ``H(p, q)``.
+    ``H(p, q)``. Given logits, the loss is also written as crossent computes it,
+    ``logsumexp(z) - z[target]`` (``logsumexp(z) - sum_i p_i z_i`` for a distribution), and that
+    difference is checked against ``H(p, q)``.
 
     Args:
         q: the predicted probabilities, non-negative and summing to 1 within 1e-6; or None with
@@ -158,11 +171,19 @@ def explain_distributions(
 
     checks = _loss_checks(row, loss_target, eps, terms, nats, q_values)
     checks += _identity_checks(smoothed, log_q, nats, entropy, kl)
+    logsumexp = target_logit = None
+    if given_logits is not None:
+        stats = cross_entropy_with_stats(row, loss_target, label_smoothing=eps)
+        logsumexp = float(stats.logsumexp[0])
+        target_logit = math.fsum(w * z for w, z in zip(smoothed, given_logits, strict=True))
+        checks += _logit_checks(given_logits, logsumexp, target_logit, nats)
     return DistributionExplanation(
         labels=names,
         q=q_values,
         log_q=tuple(log_q),
         logits=given_logits,
+        logsumexp=logsumexp,
+        target_logit=target_logit,
         target=target,
         p=p_values,
         label_smoothing=eps,
@@ -315,5 +336,28 @@ def _identity_checks(
         ),
         Check(
             "H(p) + KL(p || q)", entropy + kl, nats, relative_tolerance(_FLOAT64_TOLERANCE, nats)
+        ),
+    ]
+
+
+def _logit_checks(
+    logits: tuple[float, ...], logsumexp: float, target_logit: float, nats: float
+) -> list[Check]:
+    """crossent's logsumexp against Python's ``math``, and ``logsumexp - z[target]`` against
+    ``H(p, q)``."""
+    top = max(logits)
+    by_math = top + math.log(math.fsum(math.exp(z - top) for z in logits))
+    return [
+        Check(
+            "logsumexp(z) (Python math)",
+            by_math,
+            logsumexp,
+            relative_tolerance(_FLOAT64_TOLERANCE, logsumexp),
+        ),
+        Check(
+            "logsumexp(z) - z[target]",
+            logsumexp - target_logit,
+            nats,
+            relative_tolerance(_FLOAT64_TOLERANCE, max(abs(logsumexp), abs(target_logit))),
         ),
     ]

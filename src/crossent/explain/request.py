@@ -23,10 +23,11 @@ if TYPE_CHECKING:
 
 Explanation: TypeAlias = "DistributionExplanation | TextExplanation | StabilityExplanation"
 
-# Seed 000's three animals, explained when nothing else is asked for.
-SEED_000_LABELS = ("dog", "cat", "fish")
-SEED_000_Q = (0.2, 0.7, 0.1)
-SEED_000_TARGET = "cat"
+# The three animals (dog 0.2, cat 0.7, fish 0.1; the answer is cat), explained when nothing
+# else is asked for.
+ANIMAL_LABELS = ("dog", "cat", "fish")
+ANIMAL_Q = (0.2, 0.7, 0.1)
+ANIMAL_TARGET = "cat"
 
 # The options of a toy distribution, by the names of the command's flags.
 _TOY_OPTIONS = ("probs", "logits", "labels", "target", "p")
@@ -60,7 +61,7 @@ class ExplainRequest:
             ``prefix`` without a text.
 
     Example:
-        >>> ExplainRequest().empty  # nothing asked: seed 000's example
+        >>> ExplainRequest().empty  # nothing asked: the three animals
         True
         >>> ExplainRequest(text="Every effort", probs=[0.5, 0.5])
         Traceback (most recent call last):
@@ -98,7 +99,7 @@ class ExplainRequest:
 
     @property
     def empty(self) -> bool:
-        """Whether nothing is asked for, so that :func:`explain` shows seed 000's example."""
+        """Whether nothing is asked for, so that :func:`explain` shows the three animals."""
         return not self.stability and self.text is None and not self.toy_options
 
 
@@ -112,7 +113,7 @@ def explain(
     * a text: :func:`~crossent.explain.explain_text` on ``load_model(request.model)``; the text
       is checked before the model is loaded.
     * a toy distribution: :func:`~crossent.explain.explain_distributions`; with nothing asked
-      (:attr:`ExplainRequest.empty`), seed 000's ``q = (0.2, 0.7, 0.1)`` over
+      (:attr:`ExplainRequest.empty`), the three animals, ``q = (0.2, 0.7, 0.1)`` over
       ``(dog, cat, fish)`` with the target ``cat``.
 
     Args:
@@ -156,7 +157,7 @@ def explain(
     from crossent.explain.distributions import explain_distributions
 
     if request.empty:
-        return explain_distributions(SEED_000_Q, labels=SEED_000_LABELS, target=SEED_000_TARGET)
+        return explain_distributions(ANIMAL_Q, labels=ANIMAL_LABELS, target=ANIMAL_TARGET)
     return explain_distributions(
         request.probs,
         logits=request.logits,

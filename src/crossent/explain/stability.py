@@ -1,6 +1,6 @@
-"""Cross-entropy at the edge of floating point: seed 003's naive ``-log(softmax(z) + 1e-10)``
-against the log-space loss on extreme logits, beside the exact value, for the loss and for its
-gradient."""
+"""Cross-entropy at the edge of floating point: the naive ``-log(softmax(z) + 1e-10)``, as it is
+often written, against the log-space loss on extreme logits, beside the exact value, for the loss
+and for its gradient."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from crossent.explain.checks import Check
 from crossent.explain.numbers import check_finite, log_softmax
 from crossent.losses.cross_entropy import cross_entropy
 
-# The epsilon of the naive loss in seed 003's code, -log(softmax(z) + 1e-10).
+# The epsilon of the naive loss as it is often written, -log(softmax(z) + 1e-10).
 NAIVE_EPSILON = 1e-10
 
 
@@ -51,7 +51,7 @@ class StabilityRow:
 
     Attributes:
         case: the logits, target and dtype.
-        naive_nats: ``-log(softmax(z)[target] + 1e-10)``, seed 003's code, in ``case.dtype``.
+        naive_nats: ``-log(softmax(z)[target] + 1e-10)``, the naive loss, in ``case.dtype``.
         naive_without_epsilon_nats: ``-log(softmax(z)[target])``, what the epsilon was added for.
         log_space_nats: :func:`crossent.cross_entropy`, ``logsumexp(z) - z[target]``.
         torch_nats: ``torch.nn.functional.cross_entropy``.
@@ -106,7 +106,7 @@ class StabilityExplanation:
 def explain_stability(
     cases: Sequence[StabilityCase] = DEFAULT_STABILITY_CASES,
 ) -> StabilityExplanation:
-    """Seed 003's ``-log(softmax(z) + 1e-10)`` against the log-space loss, with exact values.
+    """The naive ``-log(softmax(z) + 1e-10)`` against the log-space loss, with exact values.
 
     The naive recipe rounds a tiny probability to 0 and then the epsilon caps the loss at
     ``-ln 1e-10 = 23.03`` nats, however wrong the model is, and its gradient vanishes with the

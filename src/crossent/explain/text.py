@@ -1,5 +1,5 @@
-"""A causal language model reading a text, in seed 004's six steps from logits to loss, and each
-position's true next token with its rank and the most likely alternatives.
+"""A causal language model reading a text, in the textbook's six steps from logits to loss, and
+each position's true next token with its rank and the most likely alternatives.
 
 Which tokens a text scores follows ``crossent eval`` (:mod:`crossent.data.windows`): the text is
 preceded by a prefix token (BOS, else EOS; never scored) so that every one of its tokens is
@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 
 # The longest text explain_text scores: its float64 steps hold a few [tokens, V] tensors.
 MAX_TEXT_TOKENS = 256
-# Losses are printed to four decimals, as seed 004 prints them; PyTorch's float32 loss must agree
-# with the float64 six steps to within half a unit of the last printed digit.
+# Losses are printed to four decimals, as the textbook's six steps print them; PyTorch's float32
+# loss must agree with the float64 six steps to within half a unit of the last printed digit.
 PRINTED_TOLERANCE = 5e-5
 
 
@@ -160,7 +160,7 @@ def check_text(text: str) -> None:
 def explain_text(
     model: CausalLM, text: str, *, prefix: Prefix | None = None, top_k: int = 5
 ) -> TextExplanation:
-    """Seed 004's six steps on a real model and text, checked against crossent's own losses.
+    """The textbook's six steps on a real model and text, checked against crossent's own losses.
 
     The text is tokenized whole and preceded by the prefix token exactly as
     :func:`crossent.evaluate` does (BOS by default, else EOS), so the model's input is

@@ -2,8 +2,11 @@
 
 The page is self-contained (:mod:`crossent.report.page`); each model's part is the evaluation
 page's (:mod:`crossent.report.evaluation_page`), and the token-by-token part, when the two models
-share a tokenizer, colours each token by its change in surprisal
-(:func:`crossent.report.surprisal.difference_class`).
+share a tokenizer, colours each token by its change in loss, in nats
+(:func:`crossent.report.surprisal.difference_class`). Every number of the token-by-token part
+is in nats and the divergence is ``KL(A || B)``, as in the terminal and the JSON
+(:mod:`crossent.comparison`); each model's own part keeps the evaluation page's surprisal in
+bits.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING
 
-from crossent.metrics import nats_to_bits
+from crossent.comparison import KL_FORMULA, KL_NAME, TOKEN_UNIT
 from crossent.report.heatmap import (
     NO_TOKENS_NOTE,
     Payload,
@@ -27,7 +30,7 @@ from crossent.report.page import cell
 from crossent.report.result_tables import documents_table, headline, summary_table
 from crossent.report.surprisal import difference_class, difference_legend, surprisal_legend
 
-if TYPE_CHECKING:  # only the types: importing comparison imports transformers
+if TYPE_CHECKING:
     from crossent.comparison import ComparisonResult, KLSummary
 
 # A heatmap set's index of each token, by (document, position), for each model's set ("a", "b").
@@ -41,11 +44,11 @@ def render_comparison_report(comparison: ComparisonResult, *, title: str | None 
     it is comparable across tokenizers), their summaries side by side, and for each model its
     per-document table, surprisal histogram (both on the same bins) and heatmaps, as in
     :func:`crossent.report.evaluation_page.render_evaluation_report`. When the two models share a
-    tokenizer it also holds the summary of the per-token ``KL(P_A || P_B)`` (mean, percentiles,
+    tokenizer it also holds the summary of the per-token ``KL(A || B)`` (mean, percentiles,
     top-1 agreement), the table of the tokens whose loss changed most, and a heatmap of each
-    token's change in surprisal (B's minus A's, in bits, binned at -8, -4, -2, -0.5, 0.5, 2, 4 and
-    8 bits on a diverging scale: blue where B is more confident); its tooltip shows both models'
-    probability, surprisal, rank and top-1 token, the change and the KL divergence.
+    token's change in loss (B's minus A's, in nats, binned at -5, -3, -1.5, -0.5, 0.5, 1.5, 3 and
+    5 nats on a diverging scale: blue where B is more confident); its tooltip shows both models'
+    probability, loss, rank and top-1 token, the change and the KL divergence, all in nats.
 
     Args:
         comparison: what :func:`crossent.comparison.compare` returned.
@@ -60,7 +63,11 @@ def render_comparison_report(comparison: ComparisonResult, *, title: str | None 
     named = [("A", a), ("B", b)]
     parts = [
         f"<h1>{escape(title)}</h1>",
-        f"<p>A is <code>{escape(a.model)}</code>, B is <code>{escape(b.model)}</code>.</p>",
+        f"<p>A is <code>{escape(a.model)}</code>, B is <code>{escape(b.model)}</code>; both read "
+        f'the texts through windows of <span data-metric="window">{a.window}</span> tokens, '
+        f'stride <span data-metric="stride">{a.stride}</span>, prefix '
+        f'<span data-metric="prefix">{escape(a.prefix)}</span>. Token by token, A is the '
+        f"reference: {escape(KL_FORMULA)}, and every per-token number is in {TOKEN_UNIT}.</p>",
         headline(named),
         "<h2>Summary</h2>",
         summary_table(named),
@@ -99,14 +106,14 @@ def _token_comparison(
     parts = ["<h2>Token by token</h2>"]
     if comparison.kl is not None:
         parts += [
-            "<h3>KL divergence of B's next-token distribution from A's</h3>",
+            f"<h3>{escape(KL_NAME)} per token, {TOKEN_UNIT}</h3>",
             _kl_table(comparison.kl),
         ]
     return [
         *parts,
-        "<h3>Largest changes</h3>",
+        f"<h3>Largest changes in loss, {TOKEN_UNIT}</h3>",
         _largest_table(comparison),
-        "<h3>Texts, coloured by the change in surprisal</h3>",
+        "<h3>Texts, coloured by the change in loss</h3>",
         difference_legend(),
         *_difference_heatmaps(comparison, positions, payload),
     ]
@@ -115,9 +122,10 @@ def _token_comparison(
 def _kl_table(kl: KLSummary) -> str:
     """The summary of the per-token KL divergence; each value carries data-metric."""
     rows = [("tokens compared", "kl_tokens", str(kl.tokens))]
-    rows.append(("mean KL(A\u2016B), nats", "kl_mean", f"{kl.mean:.4g}"))
+    rows.append((f"mean {KL_NAME}, {TOKEN_UNIT}", "kl_mean", f"{kl.mean:.4g}"))
     rows += [
-        (f"{name}, nats", f"kl_{name}", f"{value:.4g}") for name, value in kl.percentiles.items()
+        (f"{name} {KL_NAME}, {TOKEN_UNIT}", f"kl_{name}", f"{value:.4g}")
+        for name, value in kl.percentiles.items()
     ]
     rows.append(("top-1 agreement", "top1_agreement", f"{kl.top1_agreement:.4f}"))
     body = "".join(
@@ -181,20 +189,20 @@ def _largest_table(comparison: ComparisonResult) -> str:
         + cell(documents[d.document].name)
         + cell(str(d.position))
         + f"<td><code>{escape(_visible(d.text))}</code></td>"
-        + cell(f"{nats_to_bits(d.nats_a):.3f}")
-        + cell(f"{nats_to_bits(d.nats_b):.3f}")
-        + cell(f"{nats_to_bits(d.nats_b - d.nats_a):+.3f}")
-        + cell(f"{d.kl:.4g}")
+        + cell(f"{d.nats_a:.4f}")
+        + cell(f"{d.nats_b:.4f}")
+        + cell(f"{d.nats_b - d.nats_a:+.4f}")
+        + cell(f"{d.kl:.4f}")
         + f"<td><code>{escape(top(d.top_a))}</code></td>"
         + f"<td><code>{escape(top(d.top_b))}</code></td>"
         + "</tr>"
         for d in comparison.largest
     ]
     headers = [
-        "document", "position", "token", "bits A", "bits B", "B \u2212 A, bits", "KL, nats",
-        "top-1 A", "top-1 B",
+        "document", "position", "token", f"{TOKEN_UNIT} A", f"{TOKEN_UNIT} B",
+        f"B \u2212 A, {TOKEN_UNIT}", f"{KL_NAME}, {TOKEN_UNIT}", "top-1 A", "top-1 B",
     ]  # fmt: skip
-    head = "".join(f"<th>{header}</th>" for header in headers)
+    head = "".join(f"<th>{escape(header)}</th>" for header in headers)
     return (
         f'<table class="largest"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"

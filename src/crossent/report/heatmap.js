@@ -64,15 +64,15 @@
     table.append(
       row("", el("th", "", "A"), el("th", "", "B")),
       row("p", td("tip-p-a", prob(Math.exp(-natsA))), td("tip-p-b", prob(Math.exp(-natsB)))),
-      row("surprisal, bits", td("tip-bits-a", fixed(natsA / Math.LN2, 3)),
-        td("tip-bits-b", fixed(natsB / Math.LN2, 3))),
+      row("loss, nats", td("tip-nats-a", fixed(natsA, 3)), td("tip-nats-b", fixed(natsB, 3))),
       row("rank", td("tip-rank-a", a ? String(a[1]) : ""), td("tip-rank-b", b ? String(b[1]) : "")),
       row("top-1", top(a), top(b)));
-    const change = (natsB - natsA) / Math.LN2;
+    // Every number of a comparison is in nats (crossent.comparison), the KL named as there.
+    const change = natsB - natsA;
     const summary = el("table");
     summary.append(
-      row("B \u2212 A", td("tip-delta", (change > 0 ? "+" : "") + fixed(change, 3) + " bits")),
-      row("KL(A\u2016B)", td("tip-kl", fixed(entry[2], 4) + " nats")));
+      row("B \u2212 A", td("tip-delta", (change > 0 ? "+" : "") + fixed(change, 3) + " nats")),
+      row("KL(A || B)", td("tip-kl", fixed(entry[2], 4) + " nats")));
     return [table, summary];
   }
 

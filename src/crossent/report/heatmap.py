@@ -70,7 +70,7 @@ _STYLE = (
 # page's policy allows it by the hash of this text, so it is read as it is, byte for byte.
 _SCRIPT = files("crossent.report").joinpath("heatmap.js").read_text(encoding="utf-8")
 
-_COLOURED_BY = {"e": "surprisal", "a": "surprisal", "b": "surprisal", "d": "change in surprisal"}
+_COLOURED_BY = {"e": "surprisal", "a": "surprisal", "b": "surprisal", "d": "change in loss"}
 
 
 @dataclass

@@ -5,8 +5,9 @@
 * **Heatmap colours** bin a token's surprisal into eight classes of 2 bits: [0, 2), [2, 4), ...,
   [12, 14) and 14 bits or more (p below 2 ** -14, and an infinite surprisal). The scale is fixed,
   so colours mean the same in every report.
-* **Changes** (B's surprisal minus A's, in bits) are binned at -8, -4, -2, -0.5, 0.5, 2, 4 and 8
-  bits on a diverging scale: blue where B is more confident.
+* **Changes** (B's loss minus A's, in nats, as every per-token number of a comparison is; see
+  :mod:`crossent.comparison`) are binned at -5, -3, -1.5, -0.5, 0.5, 1.5, 3 and 5 nats on a
+  diverging scale: blue where B is more confident.
 
 Each class is a CSS class (``c0`` to ``c7``, ``d0`` to ``d8``) whose rules :data:`COLOUR_STYLE`
 holds, so a heatmap's span, a legend's swatch and a histogram's bar share one colour.
@@ -24,8 +25,8 @@ SURPRISAL_CLASS_BITS = 2.0
 _SURPRISAL_COLOURS = (
     "#fbfaf2", "#fdf0bd", "#fddd88", "#fdbd63", "#f8964b", "#ec663d", "#d1393b", "#9b1a40",
 )  # fmt: skip
-# Difference classes, by B's surprisal minus A's in bits: blue where B is more confident.
-DIFFERENCE_EDGES_BITS = (-8.0, -4.0, -2.0, -0.5, 0.5, 2.0, 4.0, 8.0)
+# Difference classes, by B's loss minus A's in nats: blue where B is more confident.
+DIFFERENCE_EDGES_NATS = (-5.0, -3.0, -1.5, -0.5, 0.5, 1.5, 3.0, 5.0)
 _DIFFERENCE_COLOURS = (
     "#24518f", "#4a80c0", "#8db3dd", "#cfe0f1", "#f4f4f4", "#f5d2c6", "#e99781", "#cf5646",
     "#9c2129",
@@ -73,9 +74,8 @@ def token_class(nats: float) -> str:
 
 
 def difference_class(nats_a: float, nats_b: float) -> str:
-    """The CSS class of a token's change in surprisal from ``nats_a`` (model A) to ``nats_b``."""
-    change = nats_to_bits(nats_b - nats_a)
-    return f"d{bisect.bisect_right(DIFFERENCE_EDGES_BITS, change)}"
+    """The CSS class of a token's change in loss from ``nats_a`` (model A) to ``nats_b``."""
+    return f"d{bisect.bisect_right(DIFFERENCE_EDGES_NATS, nats_b - nats_a)}"
 
 
 def surprisal_legend() -> str:
@@ -97,7 +97,7 @@ def surprisal_legend() -> str:
 
 def difference_legend() -> str:
     """The difference classes as labelled swatches."""
-    edges = [f"{edge:g}" for edge in DIFFERENCE_EDGES_BITS]
+    edges = [f"{edge:g}" for edge in DIFFERENCE_EDGES_NATS]
     labels = [f"< {edges[0]}"]
     labels += [f"{low}\u2013{high}" for low, high in itertools.pairwise(edges)]
     labels += [f"\u2265 {edges[-1]}"]
@@ -105,6 +105,6 @@ def difference_legend() -> str:
         f'<span class="d{index}">{label}</span>' for index, label in enumerate(labels)
     )
     return (
-        '<p class="legend">Change in surprisal, B \u2212 A, bits (blue: B more confident): '
+        '<p class="legend">Change in loss \u2212ln p, B \u2212 A, nats (blue: B more confident): '
         f"{swatches}</p>"
     )

@@ -61,7 +61,10 @@ def format_evaluation(result: EvaluationResult, *, model_description: str | None
 
 def format_comparison(comparison: ComparisonResult) -> str:
     """Both models side by side, bits per byte first; then, with a shared tokenizer, the
-    per-token KL divergence summary and the tokens whose loss changed most."""
+    per-token ``KL(A || B)`` summary and the tokens whose loss changed most, all in nats (see
+    :mod:`crossent.comparison`)."""
+    from crossent.comparison import KL_FORMULA, KL_NAME, TOKEN_UNIT  # loaded with the result
+
     headers = [
         "model", "bits/byte", "byte ppl", "word ppl", "tokens", "nats/token", "perplexity",
         "top-1",
@@ -81,8 +84,8 @@ def format_comparison(comparison: ComparisonResult) -> str:
         return "\n\n".join(parts)
     percentiles = ", ".join(f"{name} {value:.4g}" for name, value in kl.percentiles.items())
     parts.append(
-        f"KL(A || B) per token, nats, over {kl.tokens} tokens: mean {kl.mean:.6g}; "
-        f"{percentiles}\ntop-1 agreement: {100 * kl.top1_agreement:.2f}%"
+        f"{KL_FORMULA} per token, {TOKEN_UNIT} (A the reference), over {kl.tokens} tokens:\n"
+        f"mean {kl.mean:.6g}; {percentiles}\ntop-1 agreement: {100 * kl.top1_agreement:.2f}%"
     )
     names = [document.name for document in comparison.a.documents]
     largest = [
@@ -97,14 +100,29 @@ def format_comparison(comparison: ComparisonResult) -> str:
         ]
         for diff in comparison.largest
     ]
-    headers = ["document", "position", "token", "nats A", "nats B", "B - A", "KL"]
-    parts.append("largest changes in loss:\n" + format_table(headers, largest))
+    headers = [
+        "document", "position", "token", f"{TOKEN_UNIT} A", f"{TOKEN_UNIT} B",
+        f"B - A, {TOKEN_UNIT}", f"{KL_NAME}, {TOKEN_UNIT}",
+    ]  # fmt: skip
+    parts.append(f"largest changes in loss -ln p, {TOKEN_UNIT}:\n" + format_table(headers, largest))
     return "\n\n".join(parts)
 
 
 def format_bench(rows: Sequence[BenchRow]) -> str:
-    """A plain-text table; time and memory also as ratios to the naive PyTorch loss."""
-    headers = ["case", "impl", "fwd+bwd s", "x torch", "peak MiB", "x torch", "loss", "|err|"]
+    """A plain-text table, then a warning when some times spread widely, then a legend.
+
+    Each row shows the repeat count and the minimum, median and maximum of the timed runs;
+    ``x torch`` divides the median time (and the peak memory) by the naive PyTorch loss's on the
+    same case. When an implementation's slowest run took more than
+    :data:`crossent.bench.SPREAD_WARNING` times its fastest, one line under the table says so.
+    The legend names every implementation shown and says what it is.
+    """
+    from crossent.bench import SPREAD_WARNING  # loaded with the rows
+
+    headers = [
+        "case", "impl", "runs", "min s", "median s", "max s", "x torch", "peak MiB", "x torch",
+        "loss", "|err|",
+    ]  # fmt: skip
     baseline = {row.case: row for row in rows if row.implementation == "torch"}
     lines = []
     for row in rows:
@@ -113,7 +131,10 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
             [
                 row.case.label,
                 row.implementation,
+                str(row.repeats),
+                f"{min(row.times):.3f}",
                 f"{row.seconds:.3f}",
+                f"{max(row.times):.3f}",
                 f"{row.seconds / reference.seconds:.2f}" if reference else "-",
                 f"{row.peak_mib:.0f}",
                 f"{row.peak_mib / reference.peak_mib:.3f}"
@@ -123,4 +144,18 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
                 "-" if row.error != row.error else f"{row.error:.1e}",
             ]
         )
-    return format_table(headers, lines)
+    parts = [format_table(headers, lines)]
+    spread = [row for row in rows if row.spread > SPREAD_WARNING]
+    if spread:
+        named = ", ".join(f"{row.implementation} {row.spread:.1f}x" for row in spread)
+        parts.append(
+            f"warning: the slowest run took more than {SPREAD_WARNING:g}x the fastest ({named}), "
+            "from a busy machine or runs too short to time: compare medians with care, or rerun "
+            "with more --repeats"
+        )
+    names = list(dict.fromkeys(row.implementation for row in rows))
+    width = max(len(name) for name in names) if names else 0
+    descriptions = {row.implementation: row.description for row in rows}
+    legend = [f"  {name.ljust(width)}  {descriptions[name]}" for name in names]
+    parts.append("\n".join(["implementations:", *legend]))
+    return "\n\n".join(parts)

@@ -1,9 +1,9 @@
 """How ``crossent explain`` writes its numbers, the same in the terminal, the page and the plots.
 
 Losses on a toy distribution to six decimals (they can be checked by hand); a model's losses to
-four decimals, as seed 004 prints them, which is the precision its checks hold to; probabilities
-to four significant digits. Token texts are shown as JSON strings (``" effort"``), so leading
-spaces and line breaks are visible.
+four decimals, as the textbook's six steps print them, which is the precision its checks hold
+to; probabilities to four significant digits. Token texts are shown as JSON strings
+(``" effort"``), so leading spaces and line breaks are visible.
 """
 
 from __future__ import annotations

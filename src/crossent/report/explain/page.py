@@ -43,7 +43,8 @@ _CAPTIONS = {
     "distributions": "The target p and the prediction q.",
     "per_position": "The loss at each position; the dashed line is their mean, the cross-entropy.",
     "loss_curve": "The loss -ln p against the probability p given to the true class: 0 when "
-    "p = 1, growing without bound as p goes to 0 (right axis: bits).",
+    "p = 1, growing without bound as p goes to 0 (right axis: bits); p is on a log scale when "
+    "a marked probability is below 0.01.",
     "binary_curves": "Binary cross-entropy: -ln p when the true label is 1, -ln(1 - p) when it "
     "is 0. A confident wrong prediction costs far more than a hesitant one.",
 }
@@ -71,17 +72,19 @@ def _checks_table(checks: Sequence[Check], digits: int) -> str:
 
 
 def _distributions_body(e: DistributionExplanation, drawn: dict[str, Figure]) -> list[str]:
+    logits = e.logits if e.logits is not None else (None,) * len(e.labels)
     rows = "".join(
-        f"<tr>{cell(label)}{cell(f'{p:.6g}', metric='p')}{cell(f'{q:.6g}', metric='q')}"
+        f"<tr>{cell(label)}"
+        + ("" if logit is None else cell(f"{logit:.6g}", metric="logit"))
+        + f"{cell(f'{p:.6g}', metric='p')}{cell(f'{q:.6g}', metric='q')}"
         f"{cell(fixed(log_q, 6), metric='log_q')}{cell(fixed(term, 6), metric='term')}</tr>"
-        for label, p, q, log_q, term in zip(
-            e.labels, e.smoothed_p, e.q, e.log_q, e.terms, strict=True
+        for label, logit, p, q, log_q, term in zip(
+            e.labels, logits, e.smoothed_p, e.q, e.log_q, e.terms, strict=True
         )
     )
-    total = (
-        '<tr class="sum"><td>H(p, q)</td><td></td><td></td><td></td>'
-        f"{cell(fixed(e.nats, 6), metric='nats')}</tr>"
-    )
+    empty = "<td></td>" * (4 if e.logits is not None else 3)
+    total = f'<tr class="sum"><td>H(p, q)</td>{empty}{cell(fixed(e.nats, 6), metric="nats")}</tr>'
+    logit_header = "<th>z, logit</th>" if e.logits is not None else ""
     target = "p, smoothed target" if e.label_smoothing > 0 else "p, target"
     parts = [
         "<h1>Cross-entropy of a prediction</h1>",
@@ -90,7 +93,7 @@ def _distributions_body(e: DistributionExplanation, drawn: dict[str, Figure]) ->
         "<h2>Term by term</h2>",
         "<p>H(p, q) = &minus;&sum;<sub>i</sub> p<sub>i</sub> ln q<sub>i</sub>: the expected "
         "surprise, under the target p, of the prediction q.</p>",
-        f'<table class="terms"><thead><tr><th>label</th><th>{target}</th>'
+        f'<table class="terms"><thead><tr><th>label</th>{logit_header}<th>{target}</th>'
         "<th>q, prediction</th><th>ln q</th><th>&minus;p ln q, nats</th></tr></thead>"
         f"<tbody>{rows}{total}</tbody></table>",
     ]
@@ -105,6 +108,7 @@ def _distributions_body(e: DistributionExplanation, drawn: dict[str, Figure]) ->
             f"<p>The target is one-hot on <code>{escape(e.target)}</code>: every other term is "
             f"0, so H(p, q) = &minus;ln q({escape(e.target)}).</p>"
         )
+    parts += _logit_step_html(e)
     summary = [
         ("H(p, q)", "nats", e.nats),
         ("H(p, q) in bits", "bits", e.bits),
@@ -132,6 +136,21 @@ def _distributions_body(e: DistributionExplanation, drawn: dict[str, Figure]) ->
     parts += [_figure_html(name, figure) for name, figure in drawn.items()]
     parts += ["<h2>Checks</h2>", _checks_table(e.checks, 6)]
     return parts
+
+
+def _logit_step_html(e: DistributionExplanation) -> list[str]:
+    """With logits, the loss as crossent computes it, ``logsumexp(z) - z[target]``."""
+    if e.logsumexp is None or e.target_logit is None:
+        return []
+    soft = "&sum;<sub>i</sub> p<sub>i</sub> z<sub>i</sub>"
+    what = soft if e.soft or e.target is None else f"z[{escape(e.target)}]"
+    return [
+        "<p>q = softmax(z), so ln q = z &minus; logsumexp(z), and the loss is what crossent and "
+        f"PyTorch compute: H(p, q) = logsumexp(z) &minus; {what} = "
+        f"<span data-metric='logsumexp'>{fixed(e.logsumexp, 6)}</span> &minus; "
+        f"<span data-metric='target_logit'>{fixed(e.target_logit, 6)}</span> = "
+        f"{fixed(e.logsumexp - e.target_logit, 6)} nats.</p>"
+    ]
 
 
 def _text_body(e: TextExplanation, drawn: dict[str, Figure]) -> list[str]:
@@ -216,8 +235,8 @@ def _stability_body(e: StabilityExplanation, drawn: dict[str, Figure]) -> list[s
     )
     return [
         "<h1>Cross-entropy at the edge of floating point</h1>",
-        f"<p>The naive loss <code>&minus;ln(softmax(z)[t] + {NAIVE_EPSILON:g})</code> (seed "
-        "003's code) against the log-space loss <code>logsumexp(z) &minus; z[t]</code> that "
+        f"<p>The naive loss <code>&minus;ln(softmax(z)[t] + {NAIVE_EPSILON:g})</code> (as it is "
+        "often written) against the log-space loss <code>logsumexp(z) &minus; z[t]</code> that "
         "crossent and PyTorch compute, beside the exact value (float64, Python's math). "
         "Losses in nats; gradients on the target's logit, exactly p[t] &minus; 1.</p>",
         '<table class="stability"><thead><tr><th>case</th><th>dtype</th><th>logits z</th>'

@@ -1,4 +1,4 @@
-"""The figures of ``crossent explain`` (matplotlib): the loss curves of seed 003, the target and
+"""The figures of ``crossent explain`` (matplotlib): the loss curves, the target and
 the prediction side by side, and a text's loss at each position; written as PNG files by
 :func:`write_plots` and drawn inline by :mod:`crossent.report.explain.page`.
 
@@ -32,6 +32,8 @@ _P_COLOUR = "#2f6db5"
 _Q_COLOUR = "#ec663d"
 _CURVE_COLOUR = "#1c1c1e"
 _ZERO_COLOUR = "#d1393b"
+# The loss curve's p axis is logarithmic when a marked probability is below this.
+LOG_SCALE_BELOW = 0.01
 # Positions whose token texts label the per-position plot's axis, at most.
 _MAX_TICK_LABELS = 48
 
@@ -45,14 +47,26 @@ def _to_nats(bits: ArrayLike) -> NDArray[np.float64]:
 
 
 def loss_curve_figure(
-    curves: LossCurves, points: Sequence[tuple[float, float, str]] = ()
+    curves: LossCurves,
+    points: Sequence[tuple[float, float, str]] = (),
+    *,
+    log_p: bool | None = None,
 ) -> Figure:
     """``-ln p`` against ``p``, the probability given to the true class, in nats and bits.
+
+    A model's tokens often have probabilities of 1e-4 to 1e-8, which on a linear axis all sit on
+    top of each other at p = 0; so when a marked point is below :data:`LOG_SCALE_BELOW` the p
+    axis is logarithmic (there ``-ln p = ln(1/p)`` is a straight line and each decade of p is as
+    wide as the next).
 
     Args:
         curves: from :func:`crossent.explain.loss_curves`.
         points: ``(p, nats, label)`` to mark on the curve; labelled when there are at most 12.
+        log_p: a logarithmic p axis; None (default) for one exactly when a marked p is below
+            :data:`LOG_SCALE_BELOW`.
     """
+    if log_p is None:
+        log_p = any(0 < p < LOG_SCALE_BELOW for p, _, _ in points)
     figure = new_figure(7.0, 4.2)
     axes = figure.add_subplot()
     axes.plot(curves.probability, curves.loss_if_1, color=_CURVE_COLOUR, label="$-\\ln p$")
@@ -71,9 +85,14 @@ def loss_curve_figure(
                 axes.annotate(
                     _tick_text(label), (p, nats), textcoords="offset points", xytext=(6, 4)
                 )
-    axes.set_xlim(0, 1.02)
+    if log_p:
+        axes.set_xscale("log")
+        axes.set_xlim(curves.probability[0], 1.5)
+    else:
+        axes.set_xlim(0, 1.02)
     axes.set_ylim(0, max([curves.loss_if_1[0], *(nats * 1.08 for _, nats, _ in points)]))
-    axes.set_xlabel("p, the probability the model gives the true class")
+    scale = " (log scale)" if log_p else ""
+    axes.set_xlabel(f"p, the probability the model gives the true class{scale}")
     axes.set_ylabel("loss, nats")
     axes.secondary_yaxis("right", functions=(_to_bits, _to_nats)).set_ylabel("bits")
     axes.set_title("Cross-entropy against the probability of the true class")

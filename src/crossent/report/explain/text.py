@@ -36,6 +36,7 @@ def format_explanation(explanation: Explanation) -> str:
 
 def _format_distributions(e: DistributionExplanation) -> str:
     target_header = "p (smoothed)" if e.label_smoothing > 0 else "p (target)"
+    headers = ["label", target_header, "q (predicted)", "ln q", "-p ln q, nats"]
     rows = [
         [label, f"{p:.6g}", f"{q:.6g}", fixed(log_q, 6), fixed(term, 6)]
         for label, p, q, log_q, term in zip(
@@ -43,10 +44,15 @@ def _format_distributions(e: DistributionExplanation) -> str:
         )
     ]
     rows.append(["sum", "", "", "", fixed(e.nats, 6)])
+    if e.logits is not None:
+        headers.insert(1, "z (logit)")
+        for row, logit in zip(rows, [*e.logits, None], strict=True):
+            row.insert(1, "" if logit is None else f"{logit:.6g}")
     lines = [
         "Cross-entropy H(p, q) = -sum_i p_i ln q_i: p is the target, q the prediction.",
+        *(["q = softmax(z), so ln q = z - logsumexp(z)."] if e.logits is not None else []),
         "",
-        format_table(["label", target_header, "q (predicted)", "ln q", "-p ln q, nats"], rows),
+        format_table(headers, rows),
         "",
     ]
     if e.label_smoothing > 0:
@@ -61,6 +67,7 @@ def _format_distributions(e: DistributionExplanation) -> str:
             f"The target is one-hot on {e.target!r}, so only its term is left: "
             f"H(p, q) = -ln q({e.target}) = -ln {e.q[index]:.6g}."
         )
+    lines += _logit_step(e)
     lines += [
         f"H(p, q) = {fixed(e.nats, 6)} nats = {fixed(e.bits, 6)} bits; "
         f"perplexity e^H = {fixed(e.perplexity, 6)}",
@@ -74,6 +81,18 @@ def _format_distributions(e: DistributionExplanation) -> str:
         ]
     lines += ["", "Checks:", format_table(CHECK_HEADERS, check_rows(e.checks, 6))]
     return "\n".join(lines)
+
+
+def _logit_step(e: DistributionExplanation) -> list[str]:
+    """With logits, the loss as crossent computes it: ``logsumexp(z) - z[target]``."""
+    if e.logsumexp is None or e.target_logit is None:
+        return []
+    what = "sum_i p_i z_i" if e.soft else f"z[{e.target}]"
+    return [
+        "From the logits, as crossent and PyTorch compute it:",
+        f"H(p, q) = logsumexp(z) - {what} = {fixed(e.logsumexp, 6)} - "
+        f"{fixed(e.target_logit, 6)} = {fixed(e.logsumexp - e.target_logit, 6)} nats",
+    ]
 
 
 def _values(values: Sequence[float], spec: str, show: int = 8) -> str:
@@ -181,8 +200,8 @@ def _format_stability(e: StabilityExplanation) -> str:
     ]
     return "\n".join(
         [
-            f"The naive loss -ln(softmax(z)[t] + {NAIVE_EPSILON:g}) (seed 003's code) against "
-            "the log-space loss logsumexp(z) - z[t] (crossent, PyTorch), in nats:",
+            f"The naive loss -ln(softmax(z)[t] + {NAIVE_EPSILON:g}), as it is often written, "
+            "against the log-space loss logsumexp(z) - z[t] (crossent, PyTorch), in nats:",
             "",
             format_table(_STABILITY_HEADERS, losses),
             "",
