@@ -140,7 +140,7 @@ class _FixedLogits(CausalLMBase[_Letters]):
 
     def __init__(self, logits: list[float], *, eos: bool = False) -> None:
         super().__init__(name="fixed", tokenizer=_Letters("abcdefgh"[: len(logits)], eos=eos),
-                         context_length=1)  # fmt: skip
+                         context_length=1, description="fixed logits")  # fmt: skip
         self._weight = torch.tensor(logits)[:, None]  # (V, 1): hidden state 1, logits = weight
 
     @property
