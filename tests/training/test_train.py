@@ -130,8 +130,12 @@ def test_resume_continues_exactly(text_file: Path, tmp_path: Path) -> None:
     resumed = train(_config(text_file, tmp_path / "ignored"), resume=tmp_path / "b")
     assert resumed.stopped == "max_steps"
     assert _losses(resumed.records) == _losses(straight.records)
+    # the losses logged between evaluations too (elapsed seconds aside)
+    logged = [[(r.step, r.train_loss, r.lr) for r in run.train_log] for run in (resumed, straight)]
+    assert logged[0] == logged[1]
     lines = (tmp_path / "b" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    assert [json.loads(line)["step"] for line in lines] == [0, 4, 8, 12]
+    evaluations = [json.loads(line) for line in lines if json.loads(line)["kind"] == "eval"]
+    assert [record["step"] for record in evaluations] == [0, 4, 8, 12]
 
 
 def test_early_stopping_stops_after_patience(text_file: Path, tmp_path: Path) -> None:
