@@ -97,7 +97,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     _option(parser, "temperature", "distillation temperature", type=float)
     _option(parser, "alpha", "the weight of the soft (teacher) term", type=float)
-    _option(parser, "compile", "torch.compile the model (default: off)", action="store_true",
+    _option(parser, "compile", "torch.compile the model", action="store_true",
             default=None)  # fmt: skip
     _option(
         parser, "autocast", "bfloat16 autocast: auto (on CUDA), bfloat16 or none",

@@ -69,8 +69,8 @@ class TensorBoardLog:
 
     Args:
         folder: the log directory (created when missing).
-        purge_step: for a resumed run, its step: TensorBoard hides what an earlier session
-            logged from this step on, which the resumed run logs again.
+        purge_step: for a resumed run, the step after its checkpoint's: TensorBoard hides
+            what an earlier session logged from this step on, which the resumed run logs again.
 
     Raises:
         crossent.extras.MissingExtraError: the ``tensorboard`` extra is not installed.

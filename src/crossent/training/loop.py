@@ -246,7 +246,8 @@ class _Run:
         self.objective = teacher is not None or config.label_smoothing > 0 or config.z_loss > 0
         self.board = None
         if config.tensorboard is not None and self.rank == 0:
-            self.board = TensorBoardLog(config.tensorboard, self.step if state else None)
+            # steps past the checkpoint logged by an earlier session are redone: hidden
+            self.board = TensorBoardLog(config.tensorboard, self.step + 1 if state else None)
         self.shown_loss = self.train_log[-1].train_loss if self.train_log else math.nan
 
     def micro_loss(self, batch: Tensor, normaliser: int) -> tuple[Tensor, Tensor]:
