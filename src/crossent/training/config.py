@@ -38,7 +38,9 @@ class TrainConfig:
         dropout: dropout while training.
         tokenizer: ``"bpe"`` trains a byte-level BPE on the training text; ``"smollm2"`` uses
             the embedded model's tokenizer.
-        vocab_size: the BPE's vocabulary size.
+        vocab_size: the BPE's largest vocabulary size: a text with fewer pairs to merge gives
+            fewer tokens, and the run reports the size built
+            (:attr:`crossent.training.result.TrainResult.vocab_size`).
         init: a model to continue training (anything ``crossent eval`` loads); None trains
             a new GPT from scratch.
         teacher: a model to distil from (it must share the student's tokenizer).
