@@ -2,7 +2,8 @@
 
 ``pip install crossent`` brings the loss library with PyTorch and NumPy only. Evaluating,
 comparing, training and explaining on real models need the ``hf`` extra; figures and the training
-report need ``report``; the GPU kernel needs ``gpu``. A command whose extra is missing says which
+report need ``report``; the GPU kernel needs ``gpu``; ``crossent train --tensorboard`` needs
+``tensorboard``. A command whose extra is missing says which
 one to install in one line, before it imports anything that would fail deep inside.
 """
 
@@ -14,6 +15,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "hf": ("transformers", "gguf", "accelerate", "safetensors", "tokenizers", "tqdm"),
     "report": ("matplotlib",),
     "gpu": ("triton",),
+    "tensorboard": ("tensorboard",),
 }
 
 

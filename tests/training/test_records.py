@@ -105,10 +105,10 @@ def test_best_evaluation_is_the_earliest_lowest_finite_validation_loss() -> None
 def test_write_metrics_writes_what_read_metrics_reads(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     write_metrics(path, RECORDS)
-    assert path.read_text().splitlines() == [json.dumps(dict(zip(
+    assert path.read_text().splitlines() == [json.dumps({"kind": "eval", **dict(zip(
         ["step", "tokens_seen", "train_loss", "val_loss", "val_bits_per_byte", "lr", "elapsed_s"],
         row, strict=True,
-    ))) for row in ROWS]  # fmt: skip
+    ))}) for row in ROWS]  # fmt: skip
     assert read_metrics(path) == RECORDS
 
 

@@ -6,7 +6,9 @@ choosing anything itself:
 
 * :func:`plot_losses` writes the chapter-5 plot of LLMs-from-scratch as a PNG: training and
   validation loss in nats per token against steps, with tokens seen on a second, top axis, and
-  the lowest validation loss marked.
+  the lowest validation loss marked. The training curve is the training log (every
+  ``log_every`` steps) when given, else the evaluations' training losses; a run that minimises
+  something other than the cross-entropy (a teacher) also gets its objective, labelled as such.
 * :func:`losses_svg` is the same figure as SVG text that a page can hold inline.
 * :func:`render_training_report` is one self-contained HTML page (see
   :mod:`crossent.report.page` for what self-contained means) with the curves, a table of the
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from html import escape
@@ -43,14 +46,15 @@ from crossent.files import write_bytes_atomically, write_text_atomically
 from crossent.metrics import perplexity
 from crossent.report.figures import inline_svg, new_figure, png_bytes
 from crossent.report.page import BASE_STYLE, cell, page
-from crossent.training.records import EvalRecord, best_evaluation
+from crossent.training.records import EvalRecord, TrainRecord, best_evaluation
 
 if TYPE_CHECKING:
-    from crossent.training.loop import TrainResult
+    from crossent.training.result import TrainResult
 
 _FIGURE_SIZE_INCHES = (7.5, 4.5)
 _TRAIN_COLOUR = "#2f6db5"
 _VALIDATION_COLOUR = "#d1393b"
+_OBJECTIVE_COLOUR = "#7a7a7a"
 
 _STYLE = (
     BASE_STYLE + "figure.losses{margin:.4rem 0}"
@@ -65,6 +69,11 @@ _COLUMNS: tuple[tuple[str, str, Callable[[EvalRecord], str]], ...] = (
     ("step", "step", lambda r: str(r.step)),
     ("tokens_seen", "tokens seen", lambda r: str(r.tokens_seen)),
     ("train_loss", "train loss, nats/token", lambda r: f"{r.train_loss:.4f}"),
+    (
+        "train_objective",
+        "train objective, nats/token",
+        lambda r: "" if r.train_objective is None else f"{r.train_objective:.4f}",
+    ),
     ("val_loss", "val loss, nats/token", lambda r: f"{r.val_loss:.4f}"),
     ("val_bits_per_byte", "val bits/byte", lambda r: f"{r.val_bits_per_byte:.4f}"),
     ("val_perplexity", "val perplexity", lambda r: f"{perplexity(r.val_loss):.3f}"),
@@ -74,23 +83,41 @@ _COLUMNS: tuple[tuple[str, str, Callable[[EvalRecord], str]], ...] = (
 
 
 def write_training_pages(result: TrainResult) -> None:
-    """``losses.png`` and ``report.html`` of a finished run, into its output folder."""
-    out, best, split = result.out, result.best, result.split
-    plot_losses(result.records, out / "losses.png")
+    """``losses.png`` and ``report.html`` of a run (finished or interrupted), into its folder."""
+    out, best, split, config = result.out, result.best, result.split, result.config
+    plot_losses(result.records, out / "losses.png", train_log=result.train_log)
+    stopped = result.stopped
+    if stopped == "interrupted":
+        stopped = f"interrupted at step {result.step} (last/ is at step {result.records[-1].step})"
     summary = {
-        "stopped": result.stopped,
+        "stopped": stopped,
         "best step": best.step,
         "best checkpoint": str(out / "best"),
         "parameters": result.parameters,
+        "vocabulary": f"{result.vocab_size} tokens",
         "training text": f"{split.train_bytes} bytes, {result.train_tokens} tokens",
-        "validation text": f"{split.validation_bytes} bytes",
+        "validation text": f"{split.validation_bytes} bytes, {result.validation_tokens} tokens",
     }
-    page = render_training_report(result.records, result.config.to_dict(), summary=summary)
+    settings: dict[str, object] = config.to_dict()
+    bpe = config.init is None and config.teacher is None and config.tokenizer == "bpe"
+    if bpe and result.vocab_size != config.vocab_size:
+        settings["vocab_size"] = (
+            f"{config.vocab_size} asked for, {result.vocab_size} built (the training text "
+            "had no more pairs to merge)"
+        )
+    page = render_training_report(
+        result.records, settings, summary=summary, train_log=result.train_log
+    )
     write_text_atomically(out / "report.html", page)
 
 
-def plot_losses(records: Sequence[EvalRecord], path: str | os.PathLike[str]) -> None:
-    """Write the loss curves of ``records`` to ``path`` as a PNG, atomically.
+def plot_losses(
+    records: Sequence[EvalRecord],
+    path: str | os.PathLike[str],
+    *,
+    train_log: Sequence[TrainRecord] = (),
+) -> None:
+    """Write the loss curves of ``records`` (and ``train_log``) to ``path`` as a PNG, atomically.
 
     Training and validation loss (nats per token) against steps on the bottom axis and tokens
     seen on the top one, the lowest validation loss marked (see the module docstring).
@@ -98,23 +125,23 @@ def plot_losses(records: Sequence[EvalRecord], path: str | os.PathLike[str]) -> 
     Raises:
         ValueError: if ``records`` is empty or not in increasing order of step and tokens seen.
     """
-    write_bytes_atomically(path, png_bytes(_figure(records)))
+    write_bytes_atomically(path, png_bytes(_figure(records, train_log)))
 
 
-def losses_svg(records: Sequence[EvalRecord]) -> str:
+def losses_svg(records: Sequence[EvalRecord], train_log: Sequence[TrainRecord] = ()) -> str:
     """The figure of :func:`plot_losses` as an ``<svg>`` element to put inside an HTML page.
 
     The element has no style sheet or ``style`` attributes (matplotlib's are turned into SVG
     presentation attributes), so a Content-Security-Policy that allows no inline style shows it
     as drawn. Text is drawn as paths, so it looks the same without any font installed. The two
-    curves are the groups with ids ``train-loss`` and ``validation-loss``, the marker of the best
-    evaluation ``best-validation``.
+    curves are the groups with ids ``train-loss`` and ``validation-loss`` (and ``train-objective``
+    when the run records one), the marker of the best evaluation ``best-validation``.
 
     Raises:
         ValueError: as :func:`plot_losses`.
     """
     label = "Training and validation loss, nats per token, against steps and tokens seen"
-    return inline_svg(_figure(records), label)
+    return inline_svg(_figure(records, train_log), label)
 
 
 def render_training_report(
@@ -123,6 +150,7 @@ def render_training_report(
     *,
     summary: Mapping[str, object] | None = None,
     title: str | None = None,
+    train_log: Sequence[TrainRecord] = (),
 ) -> str:
     """One self-contained HTML page showing a training run.
 
@@ -140,6 +168,7 @@ def render_training_report(
         summary: facts about the run shown at the top, such as where the best checkpoint is or
             why the run stopped; values are shown as in ``config``.
         title: the page title; default ``"Training run"``.
+        train_log: the training loss every ``log_every`` steps, drawn as the training curve.
 
     Returns:
         The page; write it with :func:`crossent.files.write_text_atomically`.
@@ -166,7 +195,7 @@ def render_training_report(
     if records:
         parts += [
             "<h2>Loss</h2>",
-            f'<figure class="losses">{losses_svg(records)}</figure>',
+            f'<figure class="losses">{losses_svg(records, train_log)}</figure>',
             "<h2>Evaluations</h2>",
             _records_table(records, best),
         ]
@@ -205,15 +234,28 @@ def _piecewise_linear(
     return through
 
 
-def _figure(records: Sequence[EvalRecord]) -> Figure:
+def _figure(records: Sequence[EvalRecord], train_log: Sequence[TrainRecord] = ()) -> Figure:
     points = np.array(_token_axis_points(records), dtype=np.float64)
     figure = new_figure(*_FIGURE_SIZE_INCHES)
     axes = figure.add_subplot()
     steps = [record.step for record in records]
+    logged: Sequence[TrainRecord | EvalRecord] = train_log or records
     (train,) = axes.plot(
-        steps, [r.train_loss for r in records], color=_TRAIN_COLOUR, label="training loss"
+        [r.step for r in logged],
+        [r.train_loss for r in logged],
+        color=_TRAIN_COLOUR,
+        label="training loss (cross-entropy)",
     )
     train.set_gid("train-loss")
+    if any(r.train_objective is not None for r in logged):
+        (objective,) = axes.plot(
+            [r.step for r in logged],
+            [math.nan if r.train_objective is None else r.train_objective for r in logged],
+            color=_OBJECTIVE_COLOUR,
+            linestyle=":",
+            label="training objective (the loss minimised)",
+        )
+        objective.set_gid("train-objective")
     (validation,) = axes.plot(
         steps,
         [r.val_loss for r in records],
@@ -269,11 +311,13 @@ def _settings_table(settings: Mapping[str, object], kind: str) -> str:
 
 
 def _records_table(records: Sequence[EvalRecord], best: int | None) -> str:
-    head = "".join(f"<th>{escape(header)}</th>" for _, header, _ in _COLUMNS)
+    objective = any(record.train_objective is not None for record in records)
+    columns = [column for column in _COLUMNS if objective or column[0] != "train_objective"]
+    head = "".join(f"<th>{escape(header)}</th>" for _, header, _ in columns)
     rows = []
     for index, record in enumerate(records):
         marked = ' class="best" title="lowest validation loss"' if index == best else ""
-        cells = "".join(cell(show(record), metric=key) for key, _, show in _COLUMNS)
+        cells = "".join(cell(show(record), metric=key) for key, _, show in columns)
         rows.append(f"<tr{marked}>{cells}</tr>")
     return (
         f'<table class="records"><thead><tr>{head}</tr></thead>'

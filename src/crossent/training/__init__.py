@@ -9,6 +9,9 @@
   evaluation and the early-stopping rule;
 * :mod:`crossent.training.checkpoints`: ``out/last``, ``out/best`` and the state a run resumes
   from;
+* :mod:`crossent.training.log`: the training loss summed over intervals, and TensorBoard;
+* :mod:`crossent.training.result`: :class:`TrainResult`, what a run hands back, and
+  :class:`TrainingInterrupted`, what Ctrl-C raises;
 * :mod:`crossent.training.loop`: :func:`train`, the loop itself.
 
 :func:`train` and :class:`TrainResult` are imported on first use, so that reading a
@@ -22,14 +25,19 @@ from typing import TYPE_CHECKING, Any
 from crossent.training.config import TrainConfig
 
 if TYPE_CHECKING:
-    from crossent.training.loop import TrainResult, train
+    from crossent.training.loop import train
+    from crossent.training.result import TrainingInterrupted, TrainResult
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingInterrupted", "train"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("TrainResult", "train"):
+    if name == "train":
         from crossent.training import loop
 
-        return getattr(loop, name)
+        return loop.train
+    if name in ("TrainResult", "TrainingInterrupted"):
+        from crossent.training import result
+
+        return getattr(result, name)
     raise AttributeError(f"module 'crossent.training' has no attribute {name!r}")

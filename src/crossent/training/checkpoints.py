@@ -1,10 +1,13 @@
 """A run's checkpoints and the state it resumes from.
 
 ``out/last`` holds the model and tokenizer of the latest evaluation with the training state
-(``training_state.pt``): the configuration, the step, the evaluations so far, the optimizer,
-the schedule and every random generator's state, so that a run resumed from it continues as if
-never stopped. ``out/best`` is ``out/last`` as it was at the best evaluation, copied as hard
-links. Each folder is replaced as a whole, so an interrupted save leaves the previous one.
+(``training_state.pt``): the configuration, the step, the evaluations and training records so
+far, the validation text's token count, the optimizer, the schedule and every random
+generator's state, so that a run resumed from it continues as if never stopped.
+``out/best`` is ``out/last`` as it was at the best evaluation, copied as hard links. Each folder
+is replaced as a whole, so an interrupted save leaves the previous one. :func:`saved_run` reads
+what a run has done without building anything, so that resuming a finished run is answered at
+once.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import pickle
 import random
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,7 @@ import torch
 from crossent.files import write_folder_atomically
 from crossent.training.config import TrainConfig
 from crossent.training.model import HiddenStates, TrainingModel
-from crossent.training.records import EvalHistory, EvalRecord
+from crossent.training.records import EvalHistory, EvalRecord, TrainRecord
 
 STATE_FILE = "training_state.pt"
 
@@ -31,6 +35,8 @@ def training_state(
     step: int,
     elapsed: float,
     history: EvalHistory,
+    train_log: list[TrainRecord],
+    validation_tokens: int,
     optimizer: torch.optim.Optimizer,
     schedule: torch.optim.lr_scheduler.LRScheduler,
     device: torch.device,
@@ -42,6 +48,8 @@ def training_state(
         "bad_evals": history.bad_evals,
         "elapsed_s": elapsed,
         "records": [record.to_dict() for record in history.records],
+        "train_log": [record.to_dict() for record in train_log],
+        "validation_tokens": validation_tokens,
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
         "rng_torch": torch.get_rng_state(),
@@ -64,13 +72,83 @@ def restore(
     """
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
-    records = [EvalRecord(**record) for record in state["records"]]
+    records = [EvalRecord.from_dict(record) for record in state["records"]]
     history = EvalHistory(patience, records, state["bad_evals"])
     torch.set_rng_state(state["rng_torch"])
     random.setstate(state["rng_python"])
     if device.type == "cuda" and state.get("rng_cuda") is not None:
         torch.cuda.set_rng_state(state["rng_cuda"], device)
     return state["step"], state["elapsed_s"], history
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """What the run in a folder has done, as its ``last/`` saved it.
+
+    Attributes:
+        config: the run's settings.
+        step: the optimizer steps taken.
+        records: its evaluations.
+        train_log: its training records.
+        bad_evals: evaluations since the best one.
+        validation_tokens: the tokens each evaluation scores.
+    """
+
+    config: TrainConfig
+    step: int
+    records: list[EvalRecord]
+    train_log: list[TrainRecord]
+    bad_evals: int
+    validation_tokens: int
+
+    def finished(self, config: TrainConfig) -> str | None:
+        """Why the run would take no step under ``config`` (its resumed settings), or None.
+
+        ``"max_steps"`` when it has reached ``config.max_steps``; ``"patience"`` when
+        ``config.patience`` evaluations have passed without a new best.
+        """
+        if self.step >= config.max_steps:
+            return "max_steps"
+        if config.patience is not None and self.bad_evals >= config.patience:
+            return "patience"
+        return None
+
+    def completion(self, config: TrainConfig, folder: Path) -> str | None:
+        """One line saying that the run in ``folder`` has nothing left to do under ``config``
+        and how to extend it; None when it has."""
+        command = f"crossent train --resume {folder}"
+        reason = self.finished(config)
+        if reason == "max_steps":
+            return (
+                f"{folder} is complete: it is at step {self.step} of --max-steps "
+                f"{config.max_steps}; to train it further: {command} --max-steps N (N > "
+                f"{self.step})"
+            )
+        if reason == "patience":
+            return (
+                f"{folder} is complete: it stopped at step {self.step} after {self.bad_evals} "
+                f"evaluations without a lower validation loss (--patience {config.patience}); "
+                f"to train it further: {command} --patience N (N > {self.bad_evals}, or 0 to "
+                "never stop early)"
+            )
+        return None
+
+
+def saved_run(out: Path) -> SavedRun:
+    """What the run in ``out`` has done, from its training state (see :func:`read_state`).
+
+    Raises:
+        ValueError: as :func:`read_state`.
+    """
+    state = read_state(out)
+    return SavedRun(
+        config=TrainConfig.from_dict(state["config"]),
+        step=state["step"],
+        records=[EvalRecord.from_dict(record) for record in state["records"]],
+        train_log=[TrainRecord.from_dict(record) for record in state.get("train_log", [])],
+        bad_evals=state["bad_evals"],
+        validation_tokens=state.get("validation_tokens", 0),
+    )
 
 
 def read_state(out: Path) -> dict[str, Any]:

@@ -38,7 +38,9 @@ class TrainConfig:
         dropout: dropout while training.
         tokenizer: ``"bpe"`` trains a byte-level BPE on the training text; ``"smollm2"`` uses
             the embedded model's tokenizer.
-        vocab_size: the BPE's vocabulary size.
+        vocab_size: the BPE's largest vocabulary size: a text with fewer pairs to merge gives
+            fewer tokens, and the run reports the size built
+            (:attr:`crossent.training.result.TrainResult.vocab_size`).
         init: a model to continue training (anything ``crossent eval`` loads); None trains
             a new GPT from scratch.
         teacher: a model to distil from (it must share the student's tokenizer).
@@ -46,7 +48,11 @@ class TrainConfig:
         alpha: the weight of the soft (teacher) term in the distillation loss.
         batch_size: sequences per micro-batch (split across processes under torchrun).
         grad_accum: micro-batches per optimizer step.
-        max_steps: optimizer steps; the learning-rate schedule spans them.
+        max_steps: optimizer steps; the learning-rate schedule spans them (unless
+            ``decay_steps`` says otherwise).
+        decay_steps: the step at which the cosine decay reaches its floor, after which the
+            learning rate stays there; None for ``max_steps``. A run extended on resume keeps
+            the span it was started with (see :func:`resumed_config`).
         max_minutes: stop after this much training time, keeping the best checkpoint and
             saying so; None for no cap.
         lr: peak learning rate.
@@ -58,6 +64,8 @@ class TrainConfig:
         label_smoothing: label smoothing of the training loss.
         z_loss: weight of PaLM's z-loss in the training loss.
         eval_every: steps between evaluations of the whole validation text.
+        log_every: steps between logged training losses (``metrics.jsonl``, the progress
+            bar, the plot, TensorBoard), as nanoGPT's ``log_interval``.
         eval_batch_size: windows per forward pass when evaluating.
         patience: stop after this many evaluations without a lower validation loss; None
             never stops early.
@@ -68,6 +76,8 @@ class TrainConfig:
         device: where to train; None picks CUDA when present.
         out: the folder for ``metrics.jsonl``, ``losses.png``, ``report.html``, ``best/``
             and ``last/``.
+        tensorboard: a folder for TensorBoard event files of the logged losses (the
+            ``tensorboard`` extra); None for none.
     """
 
     data: tuple[str, ...] = ()
@@ -89,6 +99,7 @@ class TrainConfig:
     batch_size: int = 8
     grad_accum: int = 1
     max_steps: int = 160
+    decay_steps: int | None = None
     max_minutes: float | None = None
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
@@ -99,6 +110,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     z_loss: float = 0.0
     eval_every: int = 20
+    log_every: int = 10
     eval_batch_size: int = 8
     patience: int | None = 4
     autocast: Autocast = "auto"
@@ -106,6 +118,7 @@ class TrainConfig:
     seed: int = 1337
     device: str | None = None
     out: str = "runs/train"
+    tensorboard: str | None = None
 
     def __post_init__(self) -> None:
         limits = {
@@ -114,6 +127,8 @@ class TrainConfig:
             "grad_accum": (self.grad_accum >= 1, "at least 1"),
             "max_steps": (self.max_steps >= 1, "at least 1"),
             "eval_every": (self.eval_every >= 1, "at least 1"),
+            "log_every": (self.log_every >= 1, "at least 1"),
+            "decay_steps": (self.decay_steps is None or self.decay_steps >= 1, "at least 1"),
             "eval_batch_size": (self.eval_batch_size >= 1, "at least 1"),
             "lr": (self.lr > 0, "positive"),
             "min_lr_ratio": (0.0 <= self.min_lr_ratio <= 1.0, "in [0, 1]"),
@@ -130,6 +145,11 @@ class TrainConfig:
         for name, (ok, requirement) in limits.items():
             if not ok:
                 raise ValueError(f"{name} must be {requirement}, got {getattr(self, name)}")
+
+    @property
+    def schedule_steps(self) -> int:
+        """The step at which the cosine decay reaches ``min_lr_ratio``."""
+        return self.decay_steps if self.decay_steps is not None else self.max_steps
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready values (tuples become lists)."""
@@ -152,3 +172,76 @@ def check_new_output(out: str) -> None:
         raise ValueError(
             f"output folder {out} is not empty; choose a new --out, or --resume {out} to continue"
         )
+
+
+# What may change when a run is resumed: how long it goes on, when it stops early, and where
+# it runs and reports. Everything else decides what the steps compute and stays as saved.
+RESUMABLE = ("max_steps", "max_minutes", "patience", "log_every", "device", "tensorboard", "out")
+
+
+def resumed_config(saved: TrainConfig, **changes: Any) -> TrainConfig:
+    """The configuration a resumed run continues with: ``saved`` with ``changes``.
+
+    Only the settings of :data:`RESUMABLE` may change. A longer ``max_steps`` extends the run
+    without moving its learning-rate schedule: the cosine keeps the span the run was started
+    with (``decay_steps``), and the added steps run at its floor, ``min_lr_ratio * lr``, as
+    nanoGPT's steps beyond ``lr_decay_iters`` do. Recomputing the cosine for the new length
+    instead would raise the learning rate of an annealed model again, and make the steps
+    already taken belong to a schedule other than the one they were taken under.
+
+    Raises:
+        ValueError: naming the settings that cannot change.
+    """
+    fixed = sorted(name for name in changes if name not in RESUMABLE)
+    if fixed:
+        raise ValueError(
+            f"{', '.join(fixed)} cannot change when a run is resumed; only "
+            f"{', '.join(RESUMABLE)} can"
+        )
+    return dataclasses.replace(saved, decay_steps=saved.schedule_steps, **changes)
+
+
+def setting_conflicts(config: TrainConfig) -> list[str]:
+    """One line per setting that contradicts another, as ``crossent train`` warns of them.
+
+    crossent warns and runs what was asked for, rather than changing a setting behind the
+    user's back: each line says what the combination means for the run.
+
+    >>> for line in setting_conflicts(TrainConfig(max_steps=10, patience=None)):
+    ...     print(line)  # doctest: +NORMALIZE_WHITESPACE
+    --warmup-steps 16 is not below --max-steps 10: the learning rate warms up for the whole
+        run and never decays
+    --eval-every 20 exceeds --max-steps 10: the validation text is evaluated only at step 0
+        and at the end
+    """
+    lines = []
+    steps, decay = config.max_steps, config.schedule_steps
+    if config.warmup_steps >= decay:
+        limit = f"--max-steps {steps}" if decay == steps else f"the schedule's {decay} steps"
+        lines.append(
+            f"--warmup-steps {config.warmup_steps} is not below {limit}: the learning rate "
+            "warms up for the whole run and never decays"
+        )
+    elif decay < steps:
+        lines.append(
+            f"steps {decay + 1}-{steps} run at the minimum learning rate "
+            f"({config.min_lr_ratio:g} x --lr): the cosine schedule ends at step {decay}, "
+            "where the run was first meant to end"
+        )
+    if config.eval_every > steps:
+        lines.append(
+            f"--eval-every {config.eval_every} exceeds --max-steps {steps}: the validation text "
+            "is evaluated only at step 0 and at the end"
+        )
+    evaluations = -(-steps // config.eval_every)  # after step 0, the last step included
+    if config.patience is not None and evaluations <= config.patience:
+        lines.append(
+            f"--patience {config.patience} can never stop this run early: it evaluates only "
+            f"{evaluations} time{'s' if evaluations > 1 else ''} after step 0"
+        )
+    if config.log_every > steps:
+        lines.append(
+            f"--log-every {config.log_every} exceeds --max-steps {steps}: the training loss is "
+            "logged only at step 0 and at the end"
+        )
+    return lines

@@ -7,13 +7,22 @@ split. The loss is :func:`crossent.linear_cross_entropy` on the model's hidden s
 (tied) LM head, with optional label smoothing and z-loss, or, with a teacher,
 :func:`crossent.distillation_loss` on both models' logits.
 
+The training loss logged is always the student's cross-entropy on its training rows; the
+objective minimised, when it is something else (a teacher, label smoothing, z-loss), is logged
+beside it (:mod:`crossent.training.records`). Every ``log_every`` steps, at every evaluation and
+at step 0, a :class:`~crossent.training.records.TrainRecord` gets the mean of the steps since
+the previous one (an evaluation closes the interval, so that a run resumed from it logs what an
+uninterrupted one does).
+
 Every ``eval_every`` steps (and at step 0, and at the end) the whole validation text is scored by
 :func:`crossent.evaluate`, exactly as ``crossent eval`` scores it, and the record
 (:class:`crossent.training.records.EvalRecord`) gets the training loss of the steps since the
 last evaluation (their summed token losses over their tokens). The checkpoint of the best
 evaluation is kept in ``out/best``; ``out/last`` holds the latest evaluation's checkpoint with
 the state from which :func:`train` with ``resume`` continues as if never stopped
-(:mod:`crossent.training.checkpoints`).
+(:mod:`crossent.training.checkpoints`). Ctrl-C raises
+:class:`~crossent.training.result.TrainingInterrupted` with what was done; ``metrics.jsonl``
+is rewritten at every logged step, so it always has what the run has done.
 """
 
 from __future__ import annotations
@@ -24,8 +33,8 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +42,9 @@ import torch
 from torch import Tensor, nn
 
 from crossent.data import Document
-from crossent.distributed import all_sum, default_device, rank_and_world
+from crossent.distributed import default_device, rank_and_world
 from crossent.evaluation import evaluate
+from crossent.losses.cross_entropy import cross_entropy
 from crossent.losses.distill import distillation_loss
 from crossent.losses.linear import linear_cross_entropy
 from crossent.metrics import nats_to_bits
@@ -43,47 +53,30 @@ from crossent.training.checkpoints import (
     read_state,
     restore,
     save_checkpoint,
+    saved_run,
     training_state,
 )
-from crossent.training.config import TrainConfig
-from crossent.training.data import TextSplit, TrainingRows, split_text, training_ids, training_text
+from crossent.training.config import RESUMABLE, TrainConfig, setting_conflicts
+from crossent.training.data import TrainingRows, split_text, training_ids, training_text
+from crossent.training.log import LossSums, TensorBoardLog
 from crossent.training.model import TrainingModel, build_model, load, module_parameters
 from crossent.training.optimizer import autocast, clip_and_step, make_optimizer, make_schedule
-from crossent.training.records import METRICS_FILE, EvalHistory, EvalRecord, write_metrics
+from crossent.training.records import (
+    METRICS_FILE,
+    EvalHistory,
+    EvalRecord,
+    TrainRecord,
+    write_metrics,
+)
+from crossent.training.result import TrainingInterrupted, TrainResult
 
 if TYPE_CHECKING:
     from crossent.models.protocol import CausalLM
 
 
-@dataclass(frozen=True)
-class TrainResult:
-    """What a run did; :func:`crossent.report.training.write_training_pages` draws it.
-
-    Attributes:
-        config: the run's settings (a resumed run's are those it was started with).
-        out: the output folder.
-        best: the record of the lowest validation loss; its checkpoint is ``out/best``.
-        records: every evaluation, in order (step 0 first).
-        stopped: why the run ended: "max_steps", "patience", "max_minutes" or "until_step".
-        parameters: the model's parameter count.
-        split: the training and validation texts' sizes.
-        train_tokens: tokens of the training text (prefix included).
-        validation_tokens: tokens the validation loss is computed over.
-    """
-
-    config: TrainConfig
-    out: Path
-    best: EvalRecord
-    records: list[EvalRecord]
-    stopped: str
-    parameters: int
-    split: TextSplit
-    train_tokens: int
-    validation_tokens: int
-
-
 Log = Callable[[str], None]
-# Called after every step with (step, max_steps, tokens per step, the step's training loss).
+# Called after every step with (step, max_steps, tokens per step, the latest logged training
+# loss: the mean cross-entropy of the last ``log_every`` steps).
 Progress = Callable[[int, int, int, float], None]
 
 
@@ -94,6 +87,7 @@ def train(
     until_step: int | None = None,
     log: Log | None = None,
     progress: Progress | None = None,
+    warn: Log | None = None,
 ) -> TrainResult:
     """Train (or fine-tune, or distil) a causal LM by minimising cross-entropy.
 
@@ -102,20 +96,25 @@ def train(
     batch, and so the same losses up to float noise, as one process.
 
     Args:
-        config: the run's settings (ignored for ``resume`` except ``max_minutes``, ``out`` and
-            ``device``: a resumed run continues the saved configuration).
+        config: the run's settings. With ``resume``, the saved run's settings
+            (:func:`crossent.training.config.resumed_config` makes them) in which only those of
+            :data:`~crossent.training.config.RESUMABLE` may differ (``out`` is ignored).
         resume: an output folder of an earlier run; training continues from its ``last/``.
         until_step: stop after this step as if interrupted (``last/`` is then at this step;
             a step that is not an evaluation step is evaluated first).
         log: called with one line per evaluation.
         progress: called after every optimizer step.
+        warn: called with each line of :func:`crossent.training.config.setting_conflicts`
+            once the model is built, before the first step (default: :func:`warnings.warn`).
 
     Returns:
         The run's records and where its outputs are.
 
     Raises:
         ValueError: bad settings, unreadable text, a text too short, a teacher whose tokenizer
-            differs from the student's, or a folder to resume that has no checkpoint.
+            differs from the student's, a folder to resume that has no checkpoint, settings
+            that cannot change on resume, or a run to resume that is already complete.
+        TrainingInterrupted: Ctrl-C after the first evaluation, with what the run had done.
     """
     world = rank_and_world()[1]
     config, out, state = _configuration(config, resume)
@@ -136,47 +135,72 @@ def train(
     rows = TrainingRows(train_ids, context, config.seed)
     validation = [Document("validation", split.validation)]
     run = _Run(config, out, model, teacher, rows, validation, device, log, state)
+    for line in setting_conflicts(config):
+        (warn or warnings.warn)(line)
     out.mkdir(parents=True, exist_ok=True)
     model.trainable.train()
-    if state is None:
-        run.keep(run.evaluate(run.initial_loss()))
-    stopped = run.train(until_step, progress)
-    best = run.history.best
-    assert best is not None  # step 0 was evaluated
-    return TrainResult(
-        config=run.config,
-        out=out,
-        best=best,
-        records=run.history.records,
-        stopped=stopped,
-        parameters=module_parameters(model.trainable),
-        split=split,
-        train_tokens=len(train_ids),
-        validation_tokens=run.validation_tokens,
-    )
+
+    def result(stopped: str) -> TrainResult:
+        best = run.history.best
+        assert best is not None  # step 0 was evaluated
+        return TrainResult(
+            config=run.config, out=out, best=best, records=run.history.records,
+            stopped=stopped, parameters=module_parameters(model.trainable), split=split,
+            train_tokens=len(train_ids), validation_tokens=run.validation_tokens,
+            train_log=run.train_log, vocab_size=len(model.tokenizer_files), step=run.step,
+        )  # fmt: skip
+
+    try:
+        if state is None:
+            run.start()
+        stopped = run.train(until_step, progress)
+    except KeyboardInterrupt:
+        if run.history.best is None:  # nothing done yet: nothing to report or resume
+            raise
+        raise TrainingInterrupted(result("interrupted")) from None
+    finally:
+        run.close()
+    return result(stopped)
 
 
 def _configuration(
     config: TrainConfig, resume: str | os.PathLike[str] | None
 ) -> tuple[TrainConfig, Path, dict[str, Any] | None]:
-    """The run's configuration, folder and, when resuming, its saved state."""
+    """The run's configuration, folder and, when resuming, its saved state.
+
+    Raises:
+        ValueError: ``config`` differs from the saved run's in a setting that cannot change,
+            or the run has nothing left to do.
+    """
     if resume is None:
         return config, Path(config.out), None
-    state = read_state(Path(resume))
-    saved = dataclasses.replace(
-        TrainConfig.from_dict(state["config"]),
-        max_minutes=config.max_minutes,
-        device=config.device,
-    )
-    return saved, Path(resume), state
+    folder = Path(resume)
+    done = saved_run(folder)
+    fixed = [
+        field.name
+        for field in dataclasses.fields(TrainConfig)
+        if field.name not in (*RESUMABLE, "decay_steps")
+        and getattr(config, field.name) != getattr(done.config, field.name)
+    ]
+    if fixed:
+        raise ValueError(
+            f"cannot resume {folder} with other settings: {', '.join(fixed)} differ from the "
+            f"saved run's, and only {', '.join(RESUMABLE)} can change"
+        )
+    config = dataclasses.replace(config, out=str(folder), decay_steps=done.config.schedule_steps)
+    complete = done.completion(config, folder)
+    if complete is not None:
+        raise ValueError(complete)
+    return config, folder, read_state(folder)
 
 
 class _Run:
     """A run in progress: what it trains with, and the state the loop moves on.
 
     The state is ``step``, ``elapsed`` (training seconds, resumed ones included), ``history``
-    (the evaluations so far and the stopping rule) and ``validation_tokens``; the optimizer,
-    the schedule and the random generators hold the rest. A resumed run starts from ``state``.
+    (the evaluations so far and the stopping rule), ``train_log`` and ``validation_tokens``; the
+    optimizer, the schedule and the random generators hold the rest. A resumed run starts from
+    ``state``.
     """
 
     def __init__(
@@ -200,10 +224,14 @@ class _Run:
         self.schedule = make_schedule(self.optimizer, config)
         self.step, self.elapsed = 0, 0.0
         self.history = EvalHistory(config.patience)
+        self.train_log: list[TrainRecord] = []
+        self.validation_tokens = 0  # scored by each evaluation; the same every time
         if state is not None:
             self.step, self.elapsed, self.history = restore(
                 state, self.optimizer, self.schedule, device, config.patience
             )
+            self.train_log = [TrainRecord.from_dict(r) for r in state.get("train_log", [])]
+            self.validation_tokens = state.get("validation_tokens", 0)
         self.forward: nn.Module = model.trainable
         if self.world > 1:
             self.forward = nn.parallel.DistributedDataParallel(
@@ -212,12 +240,19 @@ class _Run:
         if config.compile:
             self.forward = torch.compile(self.forward)  # type: ignore[assignment]
         self.autocast = autocast(config, device)
-        self.validation_tokens = 0  # scored by each evaluation; the same every time
         self.tokens_per_step = config.batch_size * config.grad_accum * self.context
         self.share = config.batch_size // self.world  # rows of a micro-batch on each process
+        # Whether the loss minimised is something other than the student's cross-entropy.
+        self.objective = teacher is not None or config.label_smoothing > 0 or config.z_loss > 0
+        self.board = None
+        if config.tensorboard is not None and self.rank == 0:
+            # steps past the checkpoint logged by an earlier session are redone: hidden
+            self.board = TensorBoardLog(config.tensorboard, self.step + 1 if state else None)
+        self.shown_loss = self.train_log[-1].train_loss if self.train_log else math.nan
 
-    def micro_loss(self, batch: Tensor, normaliser: int) -> Tensor:
-        """The summed token losses of ``batch`` (rows of T + 1) over ``normaliser`` tokens."""
+    def micro_loss(self, batch: Tensor, normaliser: int) -> tuple[Tensor, Tensor]:
+        """The objective's token losses of ``batch`` (rows of T + 1) summed over
+        ``normaliser`` tokens, to differentiate, and the student's summed cross-entropy."""
         model, teacher, config = self.model, self.teacher, self.config
         inputs, targets = batch[:, :-1].to(self.device), batch[:, 1:].to(self.device)  # (b, T)
         with self.autocast:
@@ -227,6 +262,12 @@ class _Run:
                     hidden, model.head_weight, targets, model.head_bias, reduction="sum",
                     label_smoothing=config.label_smoothing, z_loss=config.z_loss,
                 )  # fmt: skip
+                plain = total.detach()
+                if self.objective:
+                    with torch.no_grad():
+                        plain = linear_cross_entropy(
+                            hidden, model.head_weight, targets, model.head_bias, reduction="sum"
+                        )
             else:
                 with torch.no_grad():
                     teacher_hidden = teacher.hidden_states(inputs)
@@ -234,43 +275,53 @@ class _Run:
                         teacher_hidden, teacher.head_weight, teacher.head_bias
                     )  # (b, T, V)
                 logits = nn.functional.linear(hidden, model.head_weight, model.head_bias)
+                flat = logits.flatten(0, 1).float()  # (b * T, V)
                 total = distillation_loss(
-                    logits.flatten(0, 1).float(), teacher_logits.flatten(0, 1).float(),
-                    targets.flatten(), config.temperature, config.alpha,
+                    flat, teacher_logits.flatten(0, 1).float(), targets.flatten(),
+                    config.temperature, config.alpha,
                 ) * targets.numel()  # fmt: skip
-        return total.float() / normaliser
+                with torch.no_grad():
+                    plain = cross_entropy(flat, targets.flatten(), reduction="sum")
+        return total.float() / normaliser, plain.detach().double()
 
     def micro_batch(self, step: int, micro: int) -> Tensor:
         """This process's rows of micro-batch ``micro`` of step ``step`` (0 is the first)."""
         first_row = (step * self.config.grad_accum + micro) * self.config.batch_size
         return self.rows.take(first_row + self.rank * self.share, self.share)
 
-    def initial_loss(self) -> float:
-        """The training loss before any update: the first step's rows under the initial weights."""
+    def start(self) -> None:
+        """Step 0: the training loss of the first step's rows under the initial weights, logged
+        and evaluated."""
+        sums = LossSums(self.device, self.objective)
         with torch.no_grad():
-            loss0 = sum(
-                self.micro_loss(self.micro_batch(0, micro), 1).double()
-                for micro in range(self.config.grad_accum)
-            )
-        total: float = all_sum(torch.as_tensor(loss0)).item()
-        return total / self.tokens_per_step
+            for micro in range(self.config.grad_accum):
+                objective, plain = self.micro_loss(self.micro_batch(0, micro), 1)
+                sums.add(plain, objective.double(), 0)
+        sums.tokens = self.tokens_per_step
+        losses = sums.take()
+        self.log_train(*losses)
+        self.keep(self.evaluate(*losses))
 
-    def optimizer_step(self) -> Tensor:
-        """One step of ``grad_accum`` micro-batches: this process's share of its mean loss."""
-        step_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+    def optimizer_step(self) -> tuple[Tensor, Tensor]:
+        """One step of ``grad_accum`` micro-batches: this process's summed token losses, of
+        the objective and of the cross-entropy."""
+        objective_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        plain_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        normaliser = self.tokens_per_step // self.world
         for micro in range(self.config.grad_accum):
             batch = self.micro_batch(self.step, micro)
             # DDP averages gradients once per step, after the last micro-batch.
             sync = micro == self.config.grad_accum - 1 or self.world == 1
             with contextlib.nullcontext() if sync else self.forward.no_sync():  # type: ignore[operator]
-                loss = self.micro_loss(batch, self.tokens_per_step // self.world)
+                loss, plain = self.micro_loss(batch, normaliser)
                 loss.backward()  # type: ignore[no-untyped-call]
-            step_sum += loss.detach().double()
+            objective_sum += loss.detach().double() * normaliser
+            plain_sum += plain
         clip_and_step(self.model.trainable, self.config, self.optimizer, self.schedule)
         self.step += 1
-        return step_sum
+        return objective_sum, plain_sum
 
-    def evaluate(self, train_loss: float) -> EvalRecord:
+    def evaluate(self, train_loss: float, objective: float | None) -> EvalRecord:
         """Score the validation text as ``crossent eval`` would; the record of this step."""
         module = self.model.trainable
         module.eval()
@@ -290,49 +341,64 @@ class _Run:
             train_loss=train_loss,
             val_loss=result.totals.nats_per_token,
             val_bits_per_byte=bits if bits is not None else math.nan,
-            lr=float(self.schedule.get_last_lr()[0]),
+            lr=self._lr(),
             elapsed_s=self.elapsed,
+            train_objective=objective,
         )
+
+    def _lr(self) -> float:
+        return float(self.schedule.get_last_lr()[0])
+
+    def log_train(self, train_loss: float, objective: float | None) -> None:
+        """Record the training loss of the steps since the last record; rewrite the metrics."""
+        record = TrainRecord(
+            self.step, self.step * self.tokens_per_step, train_loss, self._lr(), self.elapsed,
+            train_objective=objective,
+        )  # fmt: skip
+        self.train_log.append(record)
+        self.shown_loss = train_loss
+        if self.rank == 0:
+            write_metrics(self.out / METRICS_FILE, self.history.records, self.train_log)
+            if self.board is not None:
+                self.board.train(record)
 
     def keep(self, record: EvalRecord) -> None:
         """Add a record, save last/ (and best/ when it is the best), rewrite the metrics."""
         improved = self.history.add(record)
         if self.rank == 0:
             state = training_state(
-                self.config,
-                self.step,
-                self.elapsed,
-                self.history,
-                self.optimizer,
-                self.schedule,
-                self.device,
-            )
+                self.config, self.step, self.elapsed, self.history, self.train_log,
+                self.validation_tokens, self.optimizer, self.schedule, self.device,
+            )  # fmt: skip
             save_checkpoint(self.out / "last", self.model, state)
             if improved:
                 link_copy(self.out / "last", self.out / "best")
-            write_metrics(self.out / METRICS_FILE, self.history.records)
+            write_metrics(self.out / METRICS_FILE, self.history.records, self.train_log)
+            if self.board is not None:
+                self.board.evaluation(record)
         self.say(_describe(record, improved))
 
     def train(self, until_step: int | None, progress: Progress | None) -> str:
-        """Take steps, evaluating as configured, until a limit is reached; say which."""
+        """Take steps, logging and evaluating as configured, until a limit is reached; say
+        which."""
         config = self.config
-        interval_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        interval_tokens = 0
+        since_evaluation = LossSums(self.device, self.objective)
+        since_log = LossSums(self.device, self.objective)
         started = time.monotonic() - self.elapsed
         while self.step < config.max_steps:
-            step_sum = self.optimizer_step()
-            interval_sum += step_sum * (self.tokens_per_step // self.world)
-            interval_tokens += self.tokens_per_step
-            if progress is not None:
-                progress(self.step, config.max_steps, self.tokens_per_step, step_sum.item())
+            objective, plain = self.optimizer_step()
+            for sums in (since_evaluation, since_log):
+                sums.add(plain, objective, self.tokens_per_step)
             self.elapsed = time.monotonic() - started
             over_time = config.max_minutes is not None and self.elapsed > 60 * config.max_minutes
             pausing = until_step is not None and self.step >= until_step
             due = self.step % config.eval_every == 0 or self.step == config.max_steps
+            if due or over_time or pausing or self.step % config.log_every == 0:
+                self.log_train(*since_log.take())
+            if progress is not None:
+                progress(self.step, config.max_steps, self.tokens_per_step, self.shown_loss)
             if due or over_time or pausing:
-                self.keep(self.evaluate(all_sum(interval_sum).item() / interval_tokens))
-                interval_sum.zero_()
-                interval_tokens = 0
+                self.keep(self.evaluate(*since_evaluation.take()))
                 if self.history.patience_spent:
                     return "patience"
             if over_time:
@@ -346,12 +412,19 @@ class _Run:
                 return "until_step"
         return "max_steps"
 
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
+
 
 def _describe(record: EvalRecord, improved: bool) -> str:
     mark = " *" if improved else ""
+    train = f"train {record.train_loss:.4f}"
+    if record.train_objective is not None:
+        train += f" (objective {record.train_objective:.4f})"
+    loss = record.val_loss
     return (
-        f"step {record.step}: train {record.train_loss:.4f}, val {record.val_loss:.4f} nats/token "
-        f"({nats_to_bits(record.val_loss):.3f} bits, ppl {math.exp(record.val_loss):.2f}, "
-        f"{record.val_bits_per_byte:.4f} bits/byte), lr {record.lr:.2e}, "
-        f"{record.elapsed_s:.0f} s{mark}"
+        f"step {record.step}: {train}, val {loss:.4f} nats/token ({nats_to_bits(loss):.3f} "
+        f"bits, ppl {math.exp(loss):.2f}, {record.val_bits_per_byte:.4f} bits/byte), "
+        f"lr {record.lr:.2e}, {record.elapsed_s:.0f} s{mark}"
     )

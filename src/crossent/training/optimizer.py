@@ -2,7 +2,8 @@
 
 * AdamW decays the matrices (and embeddings) only, not biases and norms.
 * The learning rate warms up linearly from 0 over ``warmup_steps``, then decays by a cosine to
-  ``min_lr_ratio`` of its peak at ``max_steps``.
+  ``min_lr_ratio`` of its peak at ``max_steps`` (``decay_steps`` when set, as in a run extended
+  on resume) and stays there.
 * bfloat16 autocast runs on a CUDA device that supports it (``autocast="auto"``), or when asked
   for; everything else runs in float32.
 """
@@ -45,17 +46,22 @@ def make_schedule(
 
 
 def lr_factor(config: TrainConfig) -> Callable[[int], float]:
-    """Linear warm-up to 1, then cosine decay to ``min_lr_ratio`` at ``max_steps``.
+    """Linear warm-up to 1, then cosine decay to ``min_lr_ratio`` at
+    :attr:`~crossent.training.config.TrainConfig.schedule_steps`, and that floor after it.
 
     >>> factor = lr_factor(TrainConfig(warmup_steps=2, max_steps=6, min_lr_ratio=0.1))
     >>> [round(factor(step), 3) for step in range(7)]
     [0.5, 1.0, 1.0, 0.868, 0.55, 0.232, 0.1]
+    >>> extended = lr_factor(TrainConfig(warmup_steps=2, max_steps=9, decay_steps=6))
+    >>> [round(extended(step), 3) for step in range(10)]
+    [0.5, 1.0, 1.0, 0.868, 0.55, 0.232, 0.1, 0.1, 0.1, 0.1]
     """
+    decay_steps = config.schedule_steps
 
     def factor(step: int) -> float:
         if step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
-        span = max(1, config.max_steps - config.warmup_steps)
+        span = max(1, decay_steps - config.warmup_steps)
         progress = min(1.0, (step - config.warmup_steps) / span)
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
         return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine
