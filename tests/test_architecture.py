@@ -27,7 +27,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "metrics distributed",
         "models",
         "data",
-        "evaluation comparison explain training bench sampling",
+        "evaluation scoring comparison explain training bench sampling",
         "hf lm_eval",
         "report",
         "cli __main__",

@@ -33,14 +33,17 @@ def test_eval_writes_the_documented_json(smollm2: HFCausalLM, tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     assert f"\n{text_file}  " in done.stdout  # a lone document's row is named by it
     result = json.loads(out.read_text(encoding="utf-8"))
-    assert set(result) == {"model", "window", "stride", "prefix", "documents", "totals"}
+    assert set(result) == {
+        "model", "window", "stride", "prefix", "provenance", "scoring", "documents", "totals",
+    }  # fmt: skip
     assert (result["window"], result["stride"], result["prefix"]) == (128, 128, "bos")
     (document,) = result["documents"]
-    assert set(document) == {"name", "tokens", "bytes", "words", "nll_nats"}
-    assert set(result["totals"]) == {
+    metrics = {
         "tokens", "bytes", "words", "nll_nats", "nats_per_token", "bits_per_token",
         "perplexity", "bits_per_byte", "byte_perplexity", "word_perplexity", "accuracy",
     }  # fmt: skip
+    assert set(document) == {"name", "unscored_bytes", "unscored_words", "truncated"} | metrics
+    assert set(result["totals"]) == metrics
 
     # The oracle: transformers' own logits for BOS + the text, one window.
     ids = smollm2.tokenizer.encode(TEXT)

@@ -112,7 +112,9 @@ def test_per_token_details_match_transformers_logits(smollm2: HFCausalLM) -> Non
             top = log_probs[position].topk(5)
             assert token.top_probs == pytest.approx(top.values.exp().tolist(), abs=1e-5)
             assert token.top_ids[0] == top.indices[0].item()
-            assert token.top_texts[0] == smollm2.tokenizer.decode([token.top_ids[0]])
+            decoded = smollm2.tokenizer.decode([token.top_ids[0]])
+            if "\ufffd" not in decoded:  # a part of a character is shown by its bytes instead
+                assert token.top_texts[0] == decoded
         score = result.documents[index]
         assert sum(token.nats for token in tokens) == pytest.approx(score.nll_nats, rel=1e-9)
         assert sum(token.rank == 1 for token in tokens) == score.correct

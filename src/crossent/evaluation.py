@@ -10,12 +10,19 @@ in float64.
 
 Bytes and words are counted by :mod:`crossent.data.counts`, as lm-evaluation-harness counts them
 (UTF-8 bytes, ``len(re.split(r"\\s+", text))`` words), so ``bits_per_byte``, ``byte_perplexity``
-and ``word_perplexity`` are lm-eval's.
+and ``word_perplexity`` are lm-eval's. They count only the text the scored tokens cover: without
+a prefix token the first token of each document is context only, and its bytes and the words
+wholly inside it are left out (and reported as ``unscored_bytes`` and ``unscored_words``), so
+bits per byte is always nats of scored tokens over the bytes those tokens cover.
+
+A result records where it came from (:class:`Provenance`): crossent's version, the model and its
+quantisation, dtype and device, the inputs, the window, stride and prefix, and the limits.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,18 +31,18 @@ import torch
 
 from crossent.data import Text, Window
 from crossent.data.counts import count_words as count_words  # importable where it was
-from crossent.data.stream import DocumentStream, choose_prefix, pad_windows, scored_tokens
+from crossent.data.stream import DocumentStream, choose_prefix, scored_tokens
 from crossent.data.stream import Prefix as Prefix  # the type of evaluate's prefix argument
+from crossent.data.tokens import show_bytes
 from crossent.data.windows import check_window
 from crossent.distributed import all_sum_floats, deal, gather_lists, rank_and_world
-from crossent.kernels import default_chunk_rows
-from crossent.losses.linear import linear_cross_entropy_with_stats
 from crossent.metrics import NLLMeter, NLLResult
+from crossent.scoring import TokenDetail, TokenTexts, score_batch
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
 
-    from crossent.models.protocol import CausalLM, Tokenizer
+    from crossent.models.protocol import CausalLM
 
 # Called with (tokens scored so far, estimated total or None).
 Progress = Callable[[int, int | None], None]
@@ -46,7 +53,12 @@ DEFAULT_WINDOW_CAP = 2048
 
 @dataclass(frozen=True)
 class DocumentScore:
-    """One document's sums. ``nll_nats`` is its summed negative log-likelihood."""
+    """One document's sums. ``nll_nats`` is its summed negative log-likelihood.
+
+    ``bytes`` and ``words`` are those the scored tokens cover (:mod:`crossent.data.counts`);
+    ``unscored_bytes`` and ``unscored_words`` are the first token's when it is context only (no
+    prefix token), and ``truncated`` says the document was cut short by ``max_tokens``.
+    """
 
     name: str
     tokens: int
@@ -54,10 +66,77 @@ class DocumentScore:
     words: int
     nll_nats: float
     correct: int
+    unscored_bytes: int = 0
+    unscored_words: int = 0
+    truncated: bool = False
 
     def result(self) -> NLLResult:
         """This document's metrics in every unit."""
         return NLLMeter(self.nll_nats, self.tokens, self.bytes, self.words, self.correct).result()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of one document in ``crossent eval --json``: sums and metrics."""
+        return {
+            "name": self.name,
+            **_metrics_dict(self.result()),
+            "unscored_bytes": self.unscored_bytes,
+            "unscored_words": self.unscored_words,
+            "truncated": self.truncated,
+        }
+
+
+def _metrics_dict(metrics: NLLResult) -> dict[str, Any]:
+    return {key: value for key, value in metrics.to_dict().items() if key != "correct"}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Where the documents came from, for the record (:func:`evaluate` does not read them).
+
+    Attributes:
+        paths: the paths read (empty for the default text).
+        max_chars: each text was cut to its first ``max_chars`` characters, or None.
+    """
+
+    paths: tuple[str, ...] = ()
+    max_chars: int | None = None
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What produced a result, so that its numbers can be told apart from others'.
+
+    Attributes:
+        crossent_version: the version of crossent that scored.
+        model: the model as the user named it.
+        description: what its weights are (:attr:`crossent.models.CausalLM.description`),
+            e.g. the default's "SmolLM2-135M-Instruct, Q4_1 GGUF (...) dequantised to float32".
+        quantisation: the GGUF file type the weights were dequantised from (``"Q4_1"``), or
+            None when they were never quantised.
+        dtype: the dtype the model ran in (``"float32"``).
+        device: where it ran (``"cpu"``, ``"cuda:0"``).
+        inputs: the documents' paths and character cut.
+        max_tokens: the cap on scored tokens, or None.
+        max_documents: the cap on documents read, or None.
+    """
+
+    crossent_version: str
+    model: str
+    description: str
+    quantisation: str | None
+    dtype: str
+    device: str
+    inputs: Inputs
+    max_tokens: int | None
+    max_documents: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``crossent eval --json``'s ``provenance``."""
+        record = asdict(self)
+        record["data"] = list(self.inputs.paths)
+        record["max_chars"] = self.inputs.max_chars
+        del record["inputs"]
+        return record
 
 
 def top_alternatives(
@@ -90,14 +169,17 @@ class TokenScore:
         text: the document's characters from the end of the previous token to the end of this
             one, so the texts of a document's tokens, in order, concatenate to the document (a
             token that covers only part of a character, such as one byte of an emoji, gets the
-            character with its first byte and "" after).
-        start: character offset in the document where ``text`` starts.
+            character with its first byte and "" after; :attr:`shown` shows its bytes).
+        start: character offset in the document where ``text`` starts (for a token that
+            covers part of a character, where that character starts).
         nats: ``-ln p(token)`` given its window's context.
         rank: 1 when the token was the model's top prediction; 1 + the number of vocabulary
             entries with a strictly higher logit otherwise.
         top_ids: the ``k`` most likely next tokens, most likely first.
-        top_texts: their decoded texts.
+        top_texts: their texts, as :attr:`shown` writes them.
         top_probs: their probabilities.
+        utf8: the document's bytes this token covers (see :mod:`crossent.data.tokens`); None
+            when not recorded, then ``text``'s UTF-8.
     """
 
     document: int
@@ -110,11 +192,23 @@ class TokenScore:
     top_ids: tuple[int, ...]
     top_texts: tuple[str, ...]
     top_probs: tuple[float, ...]
+    utf8: bytes | None = None
 
     @property
     def probability(self) -> float:
         """``p(token) = e ** -nats``."""
         return math.exp(-self.nats)
+
+    @property
+    def num_bytes(self) -> int:
+        """How many bytes of the document this token covers."""
+        return len(self.utf8) if self.utf8 is not None else len(self.text.encode("utf-8"))
+
+    @property
+    def shown(self) -> str:
+        """The token for people: its bytes as UTF-8, each byte of an incomplete character
+        written ``<0xNN>`` (:func:`crossent.data.tokens.show_bytes`)."""
+        return show_bytes(self.utf8) if self.utf8 is not None else self.text
 
 
 @dataclass(frozen=True)
@@ -122,7 +216,9 @@ class EvaluationResult:
     """What :func:`evaluate` measured: per document, and the totals in every unit.
 
     ``tokens`` holds one :class:`TokenScore` per scored token, in document order, when
-    :func:`evaluate` was asked for per-token details; otherwise it is empty.
+    :func:`evaluate` was asked for per-token details; otherwise it is empty. ``stopped_early``
+    says that ``max_tokens`` or ``max_documents`` left text unscored; ``provenance`` is None
+    only for a result built by hand.
     """
 
     model: str
@@ -132,32 +228,31 @@ class EvaluationResult:
     documents: list[DocumentScore]
     totals: NLLResult
     tokens: list[TokenScore] = field(default_factory=list)
+    provenance: Provenance | None = None
+    stopped_early: bool = False
+
+    @property
+    def unscored_bytes(self) -> int:
+        """The bytes of the documents' first tokens left unscored (no prefix token)."""
+        return sum(document.unscored_bytes for document in self.documents)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``crossent eval --json``."""
-        totals = self.totals
         return {
             "model": self.model,
             "window": self.window,
             "stride": self.stride,
             "prefix": self.prefix,
-            "documents": [
-                {key: value for key, value in asdict(doc).items() if key != "correct"}
-                for doc in self.documents
-            ],
-            "totals": {
-                "tokens": totals.tokens,
-                "bytes": totals.bytes,
-                "words": totals.words,
-                "nll_nats": totals.nll_nats,
-                "nats_per_token": totals.nats_per_token,
-                "bits_per_token": totals.bits_per_token,
-                "perplexity": totals.perplexity,
-                "bits_per_byte": totals.bits_per_byte,
-                "byte_perplexity": totals.byte_perplexity,
-                "word_perplexity": totals.word_perplexity,
-                "accuracy": totals.accuracy,
+            "provenance": self.provenance.to_dict() if self.provenance is not None else None,
+            "scoring": {
+                "first_token_scored": self.prefix != "none",
+                "unscored_bytes": self.unscored_bytes,
+                "unscored_words": sum(document.unscored_words for document in self.documents),
+                "stopped_early": self.stopped_early,
+                "counts": "bytes and words are those the scored tokens cover",
             },
+            "documents": [document.to_dict() for document in self.documents],
+            "totals": _metrics_dict(self.totals),
         }
 
 
@@ -183,6 +278,9 @@ def evaluate(
     batch_size: int = 4,
     per_token: bool = False,
     top_k: int = 5,
+    max_tokens: int | None = None,
+    max_documents: int | None = None,
+    inputs: Inputs | None = None,
     progress: Progress | None = None,
     group: ProcessGroup | None = None,
 ) -> EvaluationResult:
@@ -206,13 +304,19 @@ def evaluate(
         batch_size: windows per forward pass; results do not depend on it beyond float noise.
         per_token: also return a :class:`TokenScore` for every scored token.
         top_k: how many alternatives each :class:`TokenScore` lists.
+        max_tokens: stop after this many scored tokens: the document they end in is cut after
+            its last token scored and counts only the bytes and words those tokens cover
+            (:mod:`crossent.data.stream`); later documents are not read. None: no cap.
+        max_documents: score only the first this many documents. None: all.
+        inputs: where the documents came from, recorded in the result's provenance.
         progress: called after every batch with the tokens scored so far and an estimate of
             the total (None while there is nothing to estimate from).
         group: the process group to shard over when ``torch.distributed`` is initialised.
 
     Raises:
         ValueError: no documents, a window larger than the model's context, a bad stride,
-            batch size or ``top_k``, a document that tokenizes to nothing or cannot be read.
+            batch size, ``top_k`` or limit, a document that tokenizes to nothing or cannot be
+            read.
     """
     window = window if window is not None else min(model.context_length, DEFAULT_WINDOW_CAP)
     stride = stride if stride is not None else window
@@ -221,12 +325,18 @@ def evaluate(
         raise ValueError(f"batch size must be positive, got {batch_size}")
     if not 1 <= top_k <= model.vocab_size:
         raise ValueError(f"top_k {top_k} is outside [1, {model.vocab_size}] (the vocabulary)")
+    for name, limit in (("max_tokens", max_tokens), ("max_documents", max_documents)):
+        if limit is not None and limit < 1:
+            raise ValueError(f"{name} must be positive, got {limit}")
     prefix, prefix_id = prefix_token(model, prefix)
 
-    stream = DocumentStream(model.tokenizer, documents, prefix_id, window, stride, per_token)
+    stream = DocumentStream(
+        model.tokenizer, documents, prefix_id, window, stride, per_token,
+        max_tokens=max_tokens, max_documents=max_documents,
+    )  # fmt: skip
     meters: list[NLLMeter] = []
     tokens: list[TokenScore] = []
-    decoded = _Decoder(model.tokenizer)
+    decoded = TokenTexts(model.tokenizer)
     scored = 0
     with torch.no_grad():
         for batch, mine in deal(stream.batches(batch_size), group):
@@ -234,7 +344,7 @@ def evaluate(
             if mine:
                 indices = [index for index, _ in batch]
                 windows = [win for _, win in batch]
-                sums, details = _score_batch(model, windows, top_k if per_token else 0)
+                sums, details = score_batch(model, windows, top_k if per_token else 0)
                 for index, (nll, count, correct) in zip(indices, sums, strict=True):
                     meters[index].update(nll, count, correct=correct)
                 if per_token:
@@ -251,16 +361,47 @@ def evaluate(
     total = NLLMeter()
     for score in scores:
         total.merge(NLLMeter(score.nll_nats, score.tokens, score.bytes, score.words, score.correct))
-    return EvaluationResult(model.name, window, stride, prefix, scores, total.result(), tokens)
+    provenance = Provenance(
+        crossent_version=_version(),
+        model=model.name,
+        description=model.description,
+        quantisation=model.quantisation,
+        dtype=str(model.head_weight.dtype).removeprefix("torch."),
+        device=str(model.device),
+        inputs=inputs if inputs is not None else Inputs(),
+        max_tokens=max_tokens,
+        max_documents=max_documents,
+    )
+    return EvaluationResult(
+        model.name, window, stride, prefix, scores, total.result(), tokens, provenance, stream.cut
+    )
+
+
+def _version() -> str:
+    """crossent's version, from the root package, which is loaded before any of its modules.
+
+    Not imported by name: the root names :func:`evaluate` for lazy loading, and an import of
+    it here would make the two import each other.
+    """
+    version: str = sys.modules["crossent"].__version__
+    return version
 
 
 def _document_scores(stream: DocumentStream, meters: list[NLLMeter]) -> list[DocumentScore]:
     """Each document's sums with the bytes and words the stream counted as it read it."""
     return [
-        DocumentScore(name, meter.tokens, num_bytes, words, meter.nll_nats, meter.correct)
-        for name, num_bytes, words, meter in zip(
-            stream.names, stream.bytes, stream.words, meters, strict=True
+        DocumentScore(
+            name,
+            meter.tokens,
+            count.bytes,
+            count.words,
+            meter.nll_nats,
+            meter.correct,
+            unscored_bytes=count.unscored_bytes,
+            unscored_words=count.unscored_words,
+            truncated=count.cut,
         )
+        for name, count, meter in zip(stream.names, stream.counts, meters, strict=True)
     ]
 
 
@@ -268,14 +409,14 @@ def _token_scores(
     stream: DocumentStream,
     indices: Sequence[int],
     windows: Sequence[Window],
-    details: list[list[_TokenDetail]],
-    decoded: _Decoder,
+    details: list[list[TokenDetail]],
+    decoded: TokenTexts,
 ) -> Iterator[TokenScore]:
     """The :class:`TokenScore` of every token one batch scored, in order."""
     for index, win, row in zip(indices, windows, details, strict=True):
         for offset, detail in enumerate(row):
             position = win.first_position + win.score_from + offset
-            text, start = stream.token_text(index, position)
+            text, start, utf8 = stream.token_text(index, position)
             yield TokenScore(
                 document=index,
                 position=position,
@@ -287,94 +428,8 @@ def _token_scores(
                 top_ids=detail.top_ids,
                 top_texts=tuple(decoded(token) for token in detail.top_ids),
                 top_probs=detail.top_probs,
+                utf8=utf8,
             )
-
-
-class _Decoder:
-    """Token id to text, remembered: the same few thousand ids recur among the top-k."""
-
-    def __init__(self, tokenizer: Tokenizer) -> None:
-        self.tokenizer = tokenizer
-        self.texts: dict[int, str] = {}
-
-    def __call__(self, token: int) -> str:
-        text = self.texts.get(token)
-        if text is None:
-            text = self.texts[token] = self.tokenizer.decode([token])
-        return text
-
-
-@dataclass(frozen=True, slots=True)
-class _TokenDetail:
-    token_id: int
-    nats: float
-    rank: int
-    top_ids: tuple[int, ...]
-    top_probs: tuple[float, ...]
-
-
-def _score_batch(
-    model: CausalLM, windows: Sequence[Window], top_k: int
-) -> tuple[list[tuple[float, int, int]], list[list[_TokenDetail]]]:
-    """Per window of one right-padded batch: (summed nats, scored tokens, correct top-1), and
-    with ``top_k`` > 0 the details of each scored token."""
-    inputs, targets = pad_windows(windows, model.device)
-    hidden = model.hidden_states(inputs)  # (B, T, d)
-    stats = linear_cross_entropy_with_stats(
-        hidden, model.head_weight, targets, model.head_bias, reduction="sum"
-    )
-    token_loss = stats.token_loss.double()  # (B, T), 0 where not scored
-    sums = [
-        (float(token_loss[row].sum()), int(stats.scored[row].sum()), int(stats.correct[row].sum()))
-        for row in range(len(windows))
-    ]
-    if top_k == 0:
-        return sums, []
-    scored_mask = stats.scored  # (B, T)
-    rank, top_ids, top_probs = _ranks_and_top(
-        hidden[scored_mask], model.head_weight, model.head_bias, targets[scored_mask], top_k
-    )
-    nats = token_loss[scored_mask].tolist()
-    ids, ranks = targets[scored_mask].tolist(), rank.tolist()
-    top_id_rows, top_prob_rows = top_ids.tolist(), top_probs.tolist()
-    details: list[list[_TokenDetail]] = []
-    flat = 0
-    for count in scored_mask.sum(dim=1).tolist():
-        details.append(
-            [
-                _TokenDetail(
-                    ids[i], nats[i], ranks[i], tuple(top_id_rows[i]), tuple(top_prob_rows[i])
-                )
-                for i in range(flat, flat + count)
-            ]
-        )
-        flat += count
-    return sums, details
-
-
-def _ranks_and_top(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    target: torch.Tensor,
-    top_k: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The rank of each target and the ``top_k`` tokens with their probabilities.
-
-    Shapes: ``hidden`` (M, d), ``target`` (M,) -> rank (M,), top ids (M, k), top probs (M, k).
-    Logits are made a chunk of rows at a time, in float32, about 64 MiB each.
-    """
-    # As the fused loss: about 64 MiB of float32 logits per chunk.
-    rows = default_chunk_rows(weight.shape[0])
-    ranks, top_ids, top_probs = [], [], []
-    for start in range(0, hidden.shape[0], rows):
-        logits = torch.nn.functional.linear(hidden[start : start + rows], weight, bias).float()
-        true = logits.gather(1, target[start : start + rows, None])  # (m, 1)
-        ranks.append((logits > true).sum(dim=1) + 1)
-        values, indices = logits.topk(top_k, dim=1)
-        top_ids.append(indices)
-        top_probs.append((values - logits.logsumexp(dim=1, keepdim=True)).exp())
-    return torch.cat(ranks).cpu(), torch.cat(top_ids).cpu(), torch.cat(top_probs).double().cpu()
 
 
 def _gather(

@@ -90,6 +90,11 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
         "stdin); required for them, an error for other files",
     )
     parser.add_argument(
+        "--name-field",
+        metavar="NAME",
+        help="name JSON Lines documents by this field of each line (default: path:line)",
+    )
+    parser.add_argument(
         "--errors",
         choices=["strict", "replace"],
         default="strict",

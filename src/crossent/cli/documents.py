@@ -31,7 +31,9 @@ def documents_to_score(args: argparse.Namespace, *, outputs: Sequence[str | None
     check_outputs(args.data or [], outputs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedFileWarning)
-        documents = read_documents(args.data or [], field=args.field, errors=args.errors)
+        documents = read_documents(
+            args.data or [], field=args.field, errors=args.errors, name_field=args.name_field
+        )
     for warning in caught:
         if issubclass(warning.category, SkippedFileWarning):
             print(f"crossent: {warning.message}", file=sys.stderr)

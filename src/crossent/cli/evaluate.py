@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from crossent.cli.arguments import (
     DEFAULT_MODEL_HELP,
     Commands,
+    Parser,
     add_output_options,
     add_scoring_options,
     load,
+    positive_int,
     scoring_arguments,
     show_progress,
     write_output,
 )
 from crossent.cli.documents import documents_to_score
 from crossent.extras import require
+
+if TYPE_CHECKING:
+    from crossent.evaluation import EvaluationResult
 
 
 def add_parser(commands: Commands) -> None:
@@ -33,11 +39,29 @@ def add_parser(commands: Commands) -> None:
     evaluate.add_argument(
         "--per-token",
         metavar="FILE",
-        help="write every scored token (text, nats, rank, top-5) as .jsonl or .csv (missing "
-        "folders are created)",
+        help="write every scored token (text or bytes, offset, nats, probability, rank, top-5) "
+        "as .jsonl or .csv (missing folders are created)",
     )
+    add_limit_options(evaluate)
     add_output_options(evaluate)
     evaluate.set_defaults(run=run)
+
+
+def add_limit_options(parser: Parser) -> None:
+    """``--max-tokens`` and ``--max-documents``, for a quick evaluation."""
+    parser.add_argument(
+        "--max-tokens",
+        type=positive_int,
+        metavar="N",
+        help="stop after N scored tokens: the document they end in counts only the text "
+        "scored, later ones are not read (default: all)",
+    )
+    parser.add_argument(
+        "--max-documents",
+        type=positive_int,
+        metavar="N",
+        help="score only the first N documents (default: all)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from crossent.distributed import process_group
-    from crossent.evaluation import evaluate
+    from crossent.evaluation import Inputs, evaluate
     from crossent.report.evaluation_page import render_evaluation_report
     from crossent.report.per_token import write_per_token
     from crossent.report.progress import TokenProgress
@@ -65,11 +89,16 @@ def run(args: argparse.Namespace) -> int:
                 documents,
                 **scoring_arguments(args),
                 per_token=args.per_token is not None or args.report is not None,
+                max_tokens=args.max_tokens,
+                max_documents=args.max_documents,
+                inputs=Inputs(tuple(args.data or ()), args.max_chars),
                 progress=progress,
             )
         if rank != 0:
             return 0
     print(format_evaluation(result, model_description=model.description))
+    for note in scoring_notes(result):
+        print(note)
     write_output(args.json, lambda: json.dumps(result.to_dict(), indent=2) + "\n")
     if args.per_token is not None:
         write_per_token(args.per_token, result)
@@ -79,3 +108,22 @@ def run(args: argparse.Namespace) -> int:
         lambda: render_evaluation_report(result, model_description=model.description),
     )
     return 0
+
+
+def scoring_notes(result: EvaluationResult) -> list[str]:
+    """The lines that say what was left unscored: a first token without a prefix, the limits."""
+    notes = []
+    if result.prefix == "none":
+        notes.append(
+            "prefix none: the first token of each document is context only, not scored; "
+            f"its {result.unscored_bytes} bytes are left out of bits per byte"
+        )
+    cut = [document.name for document in result.documents if document.truncated]
+    if cut:
+        notes.append(
+            f"--max-tokens: stopped after {result.totals.tokens} tokens; {cut[0]} counts only "
+            "the text scored, later documents were not read"
+        )
+    elif result.stopped_early:
+        notes.append(f"stopped after {len(result.documents)} documents; the rest were not read")
+    return notes

@@ -5,7 +5,8 @@ Policy, in one place:
 * **A document is a whole text.** A text file is one document (named by its path); a directory
   is each regular, non-hidden file directly in it, sorted by name (subdirectories are not
   entered); a ``.jsonl`` file read with ``field`` is one document per line (named
-  ``path:line``, lines numbered from 1, blank lines skipped; without ``field`` it is an error,
+  ``path:line``, lines numbered from 1, or by the line's ``name_field`` when one is given;
+  blank lines skipped; without ``field`` it is an error,
   not raw JSON to score); ``-`` reads standard input, as JSON Lines when ``field`` is given and
   as one text otherwise. ``field`` applies to ``.jsonl`` files and stdin only: naming another
   file with it is an error (the user meant it as JSON Lines, or gave ``field`` by mistake), as
@@ -170,6 +171,7 @@ def read_documents(
     field: str | None = None,
     errors: Literal["strict", "replace"] = "strict",
     stream_bytes: int = STREAM_BYTES,
+    name_field: str | None = None,
 ) -> list[Text]:
     """Read the documents at ``paths`` (files, directories, ``-``), or the default text.
 
@@ -203,20 +205,21 @@ def read_documents(
     for path in paths:
         if path == STDIN:
             data = sys.stdin.buffer.read()
-            documents.extend(_parse(_decode(data, "<stdin>", errors), "<stdin>", field, len(data)))
+            text = _decode(data, "<stdin>", errors)
+            documents.extend(_parse(text, "<stdin>", field, len(data), name_field))
             field_used = True
         elif os.path.isdir(path):
             files = _directory_files(path)
             field_used = field_used or any(_is_json_lines(file) for file in files)
             for file in files:
-                documents.extend(_read_file(file, field, errors, stream_bytes))
+                documents.extend(_read_file(file, field, errors, stream_bytes, name_field))
         else:
             if field is not None and not _is_json_lines(path):
                 raise InputError(
                     f"{path} is not JSON Lines (a .jsonl file), so it has no field {field!r}",
                     *_FIELD_ONLY,
                 )
-            documents.extend(_read_file(path, field, errors, stream_bytes))
+            documents.extend(_read_file(path, field, errors, stream_bytes, name_field))
             field_used = True
     if field is not None and not field_used:
         raise InputError(f"no input is JSON Lines, so field {field!r} names nothing", *_FIELD_ONLY)
@@ -280,7 +283,9 @@ def _is_json_lines(path: str) -> bool:
     return path.endswith(".jsonl")
 
 
-def _read_file(path: str, field: str | None, errors: str, stream_bytes: int) -> list[Text]:
+def _read_file(
+    path: str, field: str | None, errors: str, stream_bytes: int, name_field: str | None = None
+) -> list[Text]:
     jsonl = _is_json_lines(path)
     if jsonl and field is None:
         raise InputError(
@@ -300,7 +305,8 @@ def _read_file(path: str, field: str | None, errors: str, stream_bytes: int) -> 
         raise ValueError(f"{path}: no such file or directory") from None
     except OSError as error:
         raise ValueError(f"cannot read {path}: {error.strerror}") from None
-    return _parse(_decode(data, path, errors), path, field if jsonl else None, len(data))
+    text = _decode(data, path, errors)
+    return _parse(text, path, field if jsonl else None, len(data), name_field)
 
 
 def _decode(data: bytes, name: str, errors: str) -> str:
@@ -313,7 +319,9 @@ def _decode(data: bytes, name: str, errors: str) -> str:
         ) from None
 
 
-def _parse(text: str, name: str, field: str | None, stored_bytes: int) -> list[Text]:
+def _parse(
+    text: str, name: str, field: str | None, stored_bytes: int, name_field: str | None = None
+) -> list[Text]:
     """One document for a plain text (``field`` None), one per line for JSON Lines."""
     if field is None:
         if not text:
@@ -340,7 +348,28 @@ def _parse(text: str, name: str, field: str | None, stored_bytes: int) -> list[T
             raise ValueError(f"{where}: field {field!r} is a {type(value).__name__}, not text")
         if not value:
             raise ValueError(f"{where}: field {field!r} is empty")
-        documents.append(Document(name=where, text=value))
+        documents.append(Document(name=_line_name(record, where, name_field), text=value))
     if not documents:
         raise ValueError(f"{name} is empty (no JSON lines)")
     return documents
+
+
+def _line_name(record: dict[str, object], where: str, name_field: str | None) -> str:
+    """A JSON line's name: ``path:line``, or its ``name_field`` (a string or a number)."""
+    if name_field is None:
+        return where
+    if name_field not in record:
+        keys = ", ".join(sorted(record)) or "none"
+        raise InputError(
+            f"{where} has no field {name_field!r} to name it by (its keys: {keys})",
+            f"name_field={name_field!r}",
+            f"--name-field {name_field}",
+        )
+    value = record[name_field]
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InputError(
+            f"{where}: field {name_field!r} is a {type(value).__name__}, not a string or a number",
+            f"name_field={name_field!r}",
+            f"--name-field {name_field}",
+        )
+    return str(value)

@@ -4,8 +4,14 @@ The stream is what evaluation and comparison walk: each document is tokenized wh
 a time, :mod:`crossent.data.tokens`), preceded by a prefix token, cut into windows by
 :func:`crossent.data.iter_windows`, and the windows of all documents are packed, in order, into
 batches. Only the windows in flight are held, so a :class:`crossent.data.FileDocument` larger
-than memory streams through. As each document is read the stream counts its bytes and words
-(:mod:`crossent.data.counts`) and, when asked, keeps the text of every token.
+than memory streams through. As each document is read the stream counts the bytes and words
+its scored tokens cover (:mod:`crossent.data.counts`) and, when asked, keeps the text and bytes
+of every token.
+
+**Limits.** ``max_documents`` reads only the first documents. ``max_tokens`` stops after that
+many scored tokens: the document it falls in is cut after its last token scored (its windows
+are those of the cut token ids, as for a text that ended there) and counts only the bytes and
+words those tokens cover; later documents are not read.
 
 **The prefix token**, by default, is the tokenizer's BOS token, or its EOS token when it has
 no BOS, as lm-evaluation-harness chooses (:func:`choose_prefix`).
@@ -22,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from crossent.data.counts import WordCount, count_bytes
+from crossent.data.counts import ScoredCount, count_bytes
 from crossent.data.sources import Text
 from crossent.data.tokens import tokenize_parts
 from crossent.data.windows import Window, iter_windows
@@ -57,11 +63,14 @@ class DocumentStream:
         prefix_id: the token before each document, or None (see :func:`choose_prefix`).
         window: input tokens per window, L.
         stride: tokens between window starts, S.
-        offsets: keep each token's text and where it starts (:meth:`token_text`).
+        offsets: keep each token's text, bytes and start (:meth:`token_text`).
+        max_tokens: stop after this many scored tokens (the module docstring); None: all.
+        max_documents: read at most this many documents; None: all.
 
     Attributes:
         names: the name of each document started so far.
-        bytes: the bytes of each document started so far, as stored.
+        cut: whether the stream stopped early: a document was cut short by ``max_tokens``, or
+            documents were left unread by either limit.
     """
 
     def __init__(
@@ -72,6 +81,9 @@ class DocumentStream:
         window: int,
         stride: int,
         offsets: bool,
+        *,
+        max_tokens: int | None = None,
+        max_documents: int | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.documents = documents
@@ -79,14 +91,22 @@ class DocumentStream:
         self.window = window
         self.stride = stride
         self.offsets = offsets
+        self.max_tokens = max_tokens
+        self.max_documents = max_documents
         self.names: list[str] = []
-        self.bytes: list[int] = []
-        self._words: list[WordCount] = []
+        self.cut = False
+        self._counts: list[ScoredCount] = []
         self._token_texts: list[list[str]] = []
         self._token_starts: list[list[int]] = []
+        self._token_bytes: list[list[bytes]] = []
+        # Without a prefix, or when a document may be cut, the counts need each token's extent.
+        self._extents = offsets or prefix_id is None or max_tokens is not None
+        self._budget = max_tokens  # scored tokens left to read
         # For the progress estimate: bytes of all documents, when known up front.
         self.total_bytes = (
-            sum(doc.num_bytes for doc in documents) if isinstance(documents, Sized) else None
+            sum(doc.num_bytes for doc in list(documents)[:max_documents])
+            if isinstance(documents, Sized)
+            else None
         )
         self.tokens_read = 0
         self.bytes_read = 0
@@ -97,24 +117,41 @@ class DocumentStream:
         return len(self.names)
 
     @property
-    def words(self) -> list[int]:
-        """The words of each document started so far (all of them once it has been read)."""
-        return [count.words for count in self._words]
+    def counts(self) -> list[ScoredCount]:
+        """What each document started so far counts: its scored bytes and words, and the
+        bytes and words of a first token that is context only (final once it has been read)."""
+        return self._counts
+
+    @property
+    def truncated(self) -> list[bool]:
+        """Whether each document started so far was cut short by ``max_tokens``."""
+        return [count.cut for count in self._counts]
 
     def windows(self) -> Iterator[Indexed]:
         """Every window of every document, in order, with its document's index."""
-        for index, document in enumerate(self.documents):
+        documents = iter(self.documents)
+        for index, document in enumerate(islice(documents, self.max_documents)):
+            if self._budget == 0:  # the last document ended where the tokens ran out
+                self.cut = True
+                return
             self.names.append(document.name)
-            self.bytes.append(document.num_bytes)
-            self._words.append(WordCount())
+            self._counts.append(
+                ScoredCount(document.num_bytes, first_unscored=self.prefix_id is None)
+            )
             self._token_texts.append([])
             self._token_starts.append([])
+            self._token_bytes.append([])
             ids = self._ids(index, document)
             try:
                 for win in iter_windows(ids, self.prefix_id, self.window, self.stride):
                     yield index, win
             except ValueError as error:
                 raise ValueError(f"document {document.name}: {error}") from None
+            if self._counts[index].cut:
+                self.cut = True
+                return
+        if self.max_documents is not None and next(documents, None) is not None:
+            self.cut = True
 
     def batches(self, size: int) -> Iterator[list[Indexed]]:
         """The windows in consecutive lists of ``size``, the last one shorter, across documents."""
@@ -123,15 +160,26 @@ class DocumentStream:
             yield batch
 
     def _ids(self, index: int, document: Text) -> Iterator[int]:
-        for piece in tokenize_parts(self.tokenizer, document.parts(), offsets=self.offsets):
+        # Without a prefix the first id is context only, so one more id than tokens scored.
+        allowed = None if self._budget is None else self._budget + (self.prefix_id is None)
+        start = read = 0
+        for piece in tokenize_parts(self.tokenizer, document.parts(), offsets=self._extents):
+            kept = len(piece.ids) if allowed is None else min(len(piece.ids), allowed - read)
             # Pieces are cut after a line's end, never inside a run of whitespace.
-            self._words[index].add(piece.text)
-            self.tokens_read += len(piece.ids)
+            self._counts[index].add(piece.text, start, kept, piece.token_texts, piece.token_bytes)
+            self.tokens_read += kept
             self.bytes_read += count_bytes(piece.text)
-            if piece.token_texts is not None and piece.token_starts is not None:
-                self._token_texts[index].extend(piece.token_texts)
-                self._token_starts[index].extend(piece.token_starts)
-            yield from piece.ids
+            if self.offsets and piece.token_texts is not None and piece.token_starts is not None:
+                self._token_texts[index].extend(piece.token_texts[:kept])
+                self._token_starts[index].extend(piece.token_starts[:kept])
+                self._token_bytes[index].extend((piece.token_bytes or [])[:kept])
+            yield from piece.ids[:kept]
+            read += kept
+            start += len(piece.text)
+            if kept < len(piece.ids):
+                break
+        if self._budget is not None:
+            self._budget -= read - (self.prefix_id is None)
 
     def estimated_tokens(self) -> int | None:
         """Tokens read so far plus the rest of the bytes at the rate seen so far."""
@@ -140,10 +188,14 @@ class DocumentStream:
         rest = max(0, self.total_bytes - self.bytes_read)
         return self.tokens_read + round(rest * self.tokens_read / self.bytes_read)
 
-    def token_text(self, document: int, position: int) -> tuple[str, int]:
-        """With ``offsets``: a token's text and the character offset in its document where it
-        starts (see :mod:`crossent.data.tokens`)."""
-        return self._token_texts[document][position], self._token_starts[document][position]
+    def token_text(self, document: int, position: int) -> tuple[str, int, bytes]:
+        """With ``offsets``: a token's text, the character offset in its document where it
+        starts, and its bytes (see :mod:`crossent.data.tokens`)."""
+        return (
+            self._token_texts[document][position],
+            self._token_starts[document][position],
+            self._token_bytes[document][position],
+        )
 
 
 def scored_tokens(batch: Iterable[Indexed]) -> int:

@@ -11,15 +11,25 @@ tokenize to the same ids together as apart. A candidate that fails is skipped fo
 one; a text with no confirmed cut is held until one comes or the text ends.
 
 Each piece carries the text of every token: the characters from the end of the previous token
-to the end of this one, so a document's token texts concatenate to the document.
+to the end of this one, so a document's token texts concatenate to the document. A character
+that several tokens share (byte-level BPE and SentencePiece byte fallback cut an emoji or a CJK
+character into byte tokens) goes, as text, to the first of them; the others get ``""``.
+
+Each piece also carries the **bytes** of every token: the UTF-8 bytes of the document that the
+token covers, so a document's token bytes concatenate to its UTF-8 encoding. For tokens that
+share a character these are the tokens' own bytes, as the tokenizer's vocabulary gives them
+(``token_bytes``, see :class:`crossent.models.tokenizer.HFTokenizer`), when they add up to the
+character exactly; otherwise the first token gets the whole character's bytes, as it gets its
+text. :func:`show_bytes` writes a token's bytes as text for people, with ``<0xNN>`` for each
+byte of an incomplete UTF-8 sequence.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     # crossent.models imports transformers, which reading and tokenizing do not need
@@ -33,6 +43,28 @@ _CHECK_CHARS = 256
 _CUT = re.compile(r"(?<=\S\n)(?=\S)")
 
 
+@runtime_checkable
+class ByteTokenizer(Protocol):
+    """A tokenizer that can say which raw bytes a token stands for (None where it cannot)."""
+
+    def token_bytes(self, ids: Sequence[int]) -> list[bytes | None]: ...
+
+
+def show_bytes(data: bytes) -> str:
+    """A token's bytes as text: UTF-8 where they hold whole characters, ``<0xNN>`` per byte of
+    an incomplete or invalid UTF-8 sequence (SentencePiece's name for a byte token).
+
+    A text that itself contains ``<0xE2>`` reads the same; the byte count tells them apart.
+
+    >>> show_bytes("é".encode()), show_bytes(b" \\xe6"), show_bytes("😀".encode()[1:3])
+    ('é', ' <0xE6>', '<0x9F><0x98>')
+    """
+    text = data.decode("utf-8", errors="surrogateescape")
+    return "".join(
+        f"<0x{ord(char) - 0xDC00:02X}>" if "\udc80" <= char <= "\udcff" else char for char in text
+    )
+
+
 @dataclass(frozen=True)
 class TokenPiece:
     """A consecutive piece of a document and its tokens.
@@ -41,13 +73,17 @@ class TokenPiece:
         text: the piece's characters; the pieces of a document concatenate to it.
         ids: the piece's token ids, as in the tokenization of the whole document.
         token_texts: with offsets only, each token's text (see the module docstring).
-        token_starts: with offsets only, where each token's text starts in the document.
+        token_starts: with offsets only, where each token's text starts in the document (for
+            a token that shares a character, where that character starts).
+        token_bytes: with offsets only, the document's bytes each token covers (see the
+            module docstring).
     """
 
     text: str
     ids: list[int]
     token_texts: list[str] | None = None
     token_starts: list[int] | None = None
+    token_bytes: list[bytes] | None = None
 
 
 def tokenize_parts(
@@ -110,16 +146,39 @@ class _TextState:
         ids, spans = tokenizer.encode_with_offsets(text)
         texts: list[str] = []
         starts: list[int] = []
+        raws: list[bytes] = []
         covered = 0  # characters of this piece given to tokens so far
-        for _, end in spans:
-            end = max(end, covered)  # spans of byte pieces of one character overlap
+        first = 0
+        while first < len(ids):
+            # A run: a token and the tokens after it whose spans overlap it (pieces of one
+            # character); a token that shares no character is a run of one.
+            begin, end = max(spans[first][0], covered), max(spans[first][1], covered)
+            stop = first + 1
+            while stop < len(ids) and spans[stop][0] < end:
+                end = max(end, spans[stop][1])
+                stop += 1
+            head = self.uncovered + text[covered:begin]  # characters no token claims, before
             starts.append(self.start + covered - len(self.uncovered))
-            texts.append(self.uncovered + text[covered:end])
+            texts.append(head + text[begin:end])
+            starts.extend(self.start + max(spans[i][0], begin) for i in range(first + 1, stop))
+            texts.extend("" for _ in range(first + 1, stop))
+            raws.extend(_run_bytes(tokenizer, ids[first:stop], head, text[begin:end]))
             self.uncovered = ""
-            covered = end
+            covered, first = end, stop
         self.uncovered += text[covered:]
         if last and texts and self.uncovered:
             texts[-1] += self.uncovered  # trailing characters no token claims stay visible
+            raws[-1] += self.uncovered.encode("utf-8")
             self.uncovered = ""
         self.start += len(text)
-        return TokenPiece(text, ids, texts, starts)
+        return TokenPiece(text, ids, texts, starts, raws)
+
+
+def _run_bytes(tokenizer: Tokenizer, ids: list[int], head: str, characters: str) -> list[bytes]:
+    """The bytes of each token of a run that covers ``characters`` after ``head``."""
+    whole = characters.encode("utf-8")
+    if len(ids) > 1 and isinstance(tokenizer, ByteTokenizer):
+        own = [data for data in tokenizer.token_bytes(ids) if data is not None]
+        if len(own) == len(ids) and b"".join(own) == whole:
+            return [head.encode("utf-8") + own[0], *own[1:]]
+    return [head.encode("utf-8") + whole, *(b"" for _ in ids[1:])]

@@ -1,0 +1,126 @@
+"""One batch of windows through a model's trunk and LM head: the sums and per-token details.
+
+Evaluation's inner step, kept apart from its bookkeeping: the batch is right-padded
+(:func:`crossent.data.stream.pad_windows`), the final hidden states go through
+:func:`crossent.linear_cross_entropy_with_stats` on the model's own head (no ``[tokens, V]``
+logits held), and, when asked, the rank and top-k of each scored token are made a chunk of rows
+at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from crossent.data import Window
+from crossent.data.stream import pad_windows
+from crossent.data.tokens import ByteTokenizer, show_bytes
+from crossent.kernels import default_chunk_rows
+from crossent.losses.linear import linear_cross_entropy_with_stats
+
+if TYPE_CHECKING:
+    from crossent.models.protocol import CausalLM, Tokenizer
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDetail:
+    """One scored token: its id, ``-ln p`` in nats, rank, and the top-k ids and probabilities."""
+
+    token_id: int
+    nats: float
+    rank: int
+    top_ids: tuple[int, ...]
+    top_probs: tuple[float, ...]
+
+
+def score_batch(
+    model: CausalLM, windows: Sequence[Window], top_k: int
+) -> tuple[list[tuple[float, int, int]], list[list[TokenDetail]]]:
+    """Per window of one right-padded batch: (summed nats, scored tokens, correct top-1), and
+    with ``top_k`` > 0 the details of each scored token."""
+    inputs, targets = pad_windows(windows, model.device)
+    hidden = model.hidden_states(inputs)  # (B, T, d)
+    stats = linear_cross_entropy_with_stats(
+        hidden, model.head_weight, targets, model.head_bias, reduction="sum"
+    )
+    token_loss = stats.token_loss.double()  # (B, T), 0 where not scored
+    sums = [
+        (float(token_loss[row].sum()), int(stats.scored[row].sum()), int(stats.correct[row].sum()))
+        for row in range(len(windows))
+    ]
+    if top_k == 0:
+        return sums, []
+    scored_mask = stats.scored  # (B, T)
+    rank, top_ids, top_probs = ranks_and_top(
+        hidden[scored_mask], model.head_weight, model.head_bias, targets[scored_mask], top_k
+    )
+    nats = token_loss[scored_mask].tolist()
+    ids, ranks = targets[scored_mask].tolist(), rank.tolist()
+    top_id_rows, top_prob_rows = top_ids.tolist(), top_probs.tolist()
+    details: list[list[TokenDetail]] = []
+    flat = 0
+    for count in scored_mask.sum(dim=1).tolist():
+        details.append(
+            [
+                TokenDetail(
+                    ids[i], nats[i], ranks[i], tuple(top_id_rows[i]), tuple(top_prob_rows[i])
+                )
+                for i in range(flat, flat + count)
+            ]
+        )
+        flat += count
+    return sums, details
+
+
+def ranks_and_top(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    target: torch.Tensor,
+    top_k: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rank of each target and the ``top_k`` tokens with their probabilities.
+
+    Shapes: ``hidden`` (M, d), ``target`` (M,) -> rank (M,), top ids (M, k), top probs (M, k).
+    Logits are made a chunk of rows at a time, in float32, about 64 MiB each.
+    """
+    # As the fused loss: about 64 MiB of float32 logits per chunk.
+    rows = default_chunk_rows(weight.shape[0])
+    ranks, top_ids, top_probs = [], [], []
+    for start in range(0, hidden.shape[0], rows):
+        logits = torch.nn.functional.linear(hidden[start : start + rows], weight, bias).float()
+        true = logits.gather(1, target[start : start + rows, None])  # (m, 1)
+        ranks.append((logits > true).sum(dim=1) + 1)
+        values, indices = logits.topk(top_k, dim=1)
+        top_ids.append(indices)
+        top_probs.append((values - logits.logsumexp(dim=1, keepdim=True)).exp())
+    return torch.cat(ranks).cpu(), torch.cat(top_ids).cpu(), torch.cat(top_probs).double().cpu()
+
+
+class TokenTexts:
+    """Token id to the text :attr:`crossent.TokenScore.top_texts` shows, remembered: the same
+    few thousand ids recur among the top-k.
+
+    A token whose bytes the tokenizer knows is shown by them (a byte of an emoji as ``<0xF0>``
+    rather than decoded to U+FFFD), others by their decoded text.
+    """
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.texts: dict[int, str] = {}
+
+    def __call__(self, token: int) -> str:
+        text = self.texts.get(token)
+        if text is None:
+            text = self.texts[token] = self._show(token)
+        return text
+
+    def _show(self, token: int) -> str:
+        if isinstance(self.tokenizer, ByteTokenizer):
+            [data] = self.tokenizer.token_bytes([token])
+            if data is not None:
+                return show_bytes(data)
+        return self.tokenizer.decode([token])
