@@ -378,11 +378,8 @@ def evaluate(
 
 
 def _version() -> str:
-    """crossent's version, from the root package, which is loaded before any of its modules.
-
-    Not imported by name: the root names :func:`evaluate` for lazy loading, and an import of
-    it here would make the two import each other.
-    """
+    """crossent's version, from the root package (loaded before any of its modules; an import
+    by name would make it and this module, which it names for lazy loading, import each other)."""
     version: str = sys.modules["crossent"].__version__
     return version
 
