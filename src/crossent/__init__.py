@@ -12,9 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from crossent.lazy import lazy_attributes
-
-# The one place the version is written; pyproject.toml reads it from here.
-__version__ = "0.1.0"
+from crossent.version import __version__
 
 if TYPE_CHECKING:
     from crossent import metrics, nn

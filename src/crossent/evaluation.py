@@ -22,7 +22,6 @@ quantisation, dtype and device, the inputs, the window, stride and prefix, and t
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from crossent.data.windows import check_window
 from crossent.distributed import all_sum_floats, deal, gather_lists, rank_and_world
 from crossent.metrics import NLLMeter, NLLResult
 from crossent.scoring import TokenDetail, TokenTexts, score_batch
+from crossent.version import __version__
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -362,7 +362,7 @@ def evaluate(
     for score in scores:
         total.merge(NLLMeter(score.nll_nats, score.tokens, score.bytes, score.words, score.correct))
     provenance = Provenance(
-        crossent_version=_version(),
+        crossent_version=__version__,
         model=model.name,
         description=model.description,
         quantisation=model.quantisation,
@@ -375,13 +375,6 @@ def evaluate(
     return EvaluationResult(
         model.name, window, stride, prefix, scores, total.result(), tokens, provenance, stream.cut
     )
-
-
-def _version() -> str:
-    """crossent's version, from the root package (loaded before any of its modules; an import
-    by name would make it and this module, which it names for lazy loading, import each other)."""
-    version: str = sys.modules["crossent"].__version__
-    return version
 
 
 def _document_scores(stream: DocumentStream, meters: list[NLLMeter]) -> list[DocumentScore]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from crossent import __version__
 from crossent.cli import bench, compare, evaluate, explain, sample, train
 from crossent.cli.arguments import EXIT_USAGE, Parser
 from crossent.extras import MissingExtraError, extra_for
+from crossent.version import __version__
 
 EXIT_INTERRUPTED = 130
 _COMMANDS = (bench, evaluate, compare, train, explain, sample)
