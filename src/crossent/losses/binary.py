@@ -1,4 +1,4 @@
-"""Binary cross-entropy on logits (seed 003's yes/no case), as PyTorch's ``*_with_logits``."""
+"""Binary cross-entropy on logits (the yes/no case), as PyTorch's ``*_with_logits``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """KL divergence between two models' next-token distributions, and knowledge distillation.
 
-Seed 003 lists knowledge distillation among cross-entropy's uses: a small student is trained to
-match a large teacher's softened distribution as well as the true next token (Hinton et al., 2015).
+Knowledge distillation is one of cross-entropy's uses: a small student is trained to match a
+large teacher's softened distribution as well as the true next token (Hinton et al., 2015).
 """
 
 from __future__ import annotations

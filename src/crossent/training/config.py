@@ -28,7 +28,7 @@ class TrainConfig:
         field: the text field of JSON Lines input.
         errors: ``"strict"`` or ``"replace"`` for invalid UTF-8.
         train_ratio: the leading fraction of the text (in characters) used for training; the
-            rest, contiguous, is the validation text (as in seed 004).
+            rest, contiguous, is the validation text (as the textbook split does).
         preset: the GPT architecture (:attr:`crossent.models.gpt.GPTConfig.PRESETS`).
         n_layer: override of the preset's number of blocks.
         n_head: override of the preset's number of heads.

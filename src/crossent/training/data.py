@@ -1,7 +1,7 @@
 """The training and validation texts, and the order in which training sequences are seen.
 
 The text is split once, by characters: the first ``train_ratio`` for training, the rest for
-validation, contiguous (seed 004's split), so no validation sentence is ever trained on. The
+validation, contiguous (the textbook split), so no validation sentence is ever trained on. The
 validation text is scored whole by :func:`crossent.evaluate`, by the same convention as
 ``crossent eval``. The training text is tokenized once, preceded by the prefix token that
 evaluation would put before it (:func:`crossent.data.stream.choose_prefix`), and cut
