@@ -89,7 +89,13 @@ def test_terminal_json_and_page_agree_on_name_unit_and_values(
     assert isinstance(oracle, dict)
     kl, nats_a, nats_b = oracle["kl"], oracle["nats_a"], oracle["nats_b"]
 
-    # The terminal: the window used, the divergence by its name and formula, in nats.
+    # The terminal: what each model's weights are, the window used, the divergence by its name
+    # and formula, in nats. Both models were saved in float32, unquantised.
+    for label, name in (("A", "a"), ("B", "b")):
+        weights = re.search(rf"^{label}: {re.escape(str(folder / name))}: (.+)$", printed, re.M)
+        assert weights is not None
+        assert "float32" in weights[1]
+        assert "GGUF" not in weights[1]
     assert "both models: window 128, stride 128, prefix bos\n" in printed
     assert "KL(A || B) = sum_v p_A(v) ln(p_A(v) / p_B(v)) per token, nats" in printed
     mean = re.search(r"^mean (\S+);", printed, re.MULTILINE)
@@ -138,6 +144,7 @@ def test_terminal_json_and_page_agree_on_name_unit_and_values(
     assert "Change in loss \u2212ln p, B \u2212 A, nats" in page_text
     assert "\u2016" not in page_text
     assert "KL divergence of B" not in page_text
+    assert page_text.count("\u2019s weights: ") + page_text.count("'s weights: ") == 2
 
 
 def test_help_says_model_is_required_twice_without_a_default() -> None:

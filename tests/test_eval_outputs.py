@@ -228,6 +228,15 @@ def test_a_line_without_the_name_field_is_named(tmp_path: Path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+def test_a_name_field_without_json_lines_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "plain.txt"
+    data.write_text("a plain text has no fields\n", encoding="utf-8")
+    done = _crossent("eval", "--data", str(data), "--name-field", "id")
+    assert done.returncode == 2
+    assert "--name-field NAME applies only with --field NAME" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("prefix", ["bos", "none"])
 def test_max_tokens_equals_a_run_on_input_cut_by_hand(smollm2: HFCausalLM, prefix: str) -> None:
     first, second, third = (Document(str(line["id"]), str(line["text"])) for line in LINES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from crossent.cli.arguments import (
     Commands,
@@ -16,6 +17,9 @@ from crossent.cli.arguments import (
 )
 from crossent.cli.documents import documents_to_score
 from crossent.extras import require
+
+if TYPE_CHECKING:
+    from crossent.evaluation import EvaluationResult
 
 # compare has no default model: --model is required, twice.
 COMPARE_MODEL_HELP = (
@@ -74,8 +78,15 @@ def run(args: argparse.Namespace) -> int:
         if rank != 0:
             return 0
     a = comparison.a
+    for label, result in (("A", a), ("B", comparison.b)):
+        print(f"{label}: {result.model}: {_weights(result)}")
     print(f"both models: window {a.window}, stride {a.stride}, prefix {a.prefix}")
     print(format_comparison(comparison))
     write_output(args.json, lambda: json.dumps(comparison.to_dict(), indent=2) + "\n")
     write_output(args.report, lambda: render_comparison_report(comparison))
     return 0
+
+
+def _weights(result: EvaluationResult) -> str:
+    """What the model's weights are, so a quantised model is never taken for the original."""
+    return result.provenance.description if result.provenance is not None else "(not recorded)"

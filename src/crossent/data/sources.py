@@ -198,6 +198,12 @@ def read_documents(
     """
     if errors not in ("strict", "replace"):
         raise ValueError(f"errors must be 'strict' or 'replace', got {errors!r}")
+    if name_field is not None and field is None:
+        raise InputError(
+            f"a document name from field {name_field!r} needs JSON Lines input",
+            "name_field applies only with field, to .jsonl files and stdin",
+            "--name-field NAME applies only with --field NAME, to .jsonl files and stdin",
+        )
     if not paths:
         return [_default_document()]
     documents: list[Text] = []

@@ -68,6 +68,11 @@ def render_comparison_report(comparison: ComparisonResult, *, title: str | None 
         f'stride <span data-metric="stride">{a.stride}</span>, prefix '
         f'<span data-metric="prefix">{escape(a.prefix)}</span>. Token by token, A is the '
         f"reference: {escape(KL_FORMULA)}, and every per-token number is in {TOKEN_UNIT}.</p>",
+        *(
+            f'<p class="note">{label}\'s weights: {escape(result.provenance.description)}</p>'
+            for label, result in named
+            if result.provenance is not None
+        ),
         headline(named),
         "<h2>Summary</h2>",
         summary_table(named),
