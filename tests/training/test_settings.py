@@ -137,3 +137,26 @@ def test_train_help_lists_every_preset(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in GPTConfig.PRESETS:
         assert re.search(rf"\b{re.escape(name)}\b", text), name
     assert "GPT size: tiny, cpu-small, gpt2, gpt2-medium (default: cpu-small)" in text
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--vocab-size", "10"], "crossent: error: --vocab-size must exceed 257"),
+        (["--dropout", "1.5"], "crossent: error: --dropout must be in [0, 1), got 1.5"),
+    ],
+)
+def test_a_bad_setting_is_named_by_its_flag(tmp_path: Path, flags: list[str], message: str) -> None:
+    """The library names its settings as Python does (``vocab_size``); the command line
+    names them as the user typed them, and leaves nothing behind."""
+    data = tmp_path / "t.txt"
+    data.write_text("a few words of text to train on\n" * 4, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "crossent", "train", "--data", str(data), "--max-steps", "1",
+         "--out", str(tmp_path / "run"), *flags],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith(message)
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

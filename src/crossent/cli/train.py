@@ -223,6 +223,27 @@ def resumed_settings(args: argparse.Namespace) -> tuple[TrainConfig, str | None]
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except ValueError as error:
+        if type(error) is not ValueError:  # an InputError says its own flag
+            raise
+        raise ValueError(_in_flags(str(error))) from None
+
+
+def _in_flags(message: str) -> str:
+    """The library's message with each setting it names as the flag the user typed: the
+    library says ``vocab_size must exceed 257``, the command line ``--vocab-size must ...``."""
+    import dataclasses
+    import re
+
+    from crossent.training.config import TrainConfig
+
+    names = "|".join(field.name for field in dataclasses.fields(TrainConfig))
+    return re.sub(rf"\b({names}) must\b", lambda found: f"{_flag(found[1])} must", message)
+
+
+def _run(args: argparse.Namespace) -> int:
     import time
 
     from crossent.extras import require
