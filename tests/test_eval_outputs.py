@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import platform
 import re
 import subprocess
 import sys
@@ -226,6 +227,17 @@ def test_a_line_without_the_name_field_is_named(tmp_path: Path) -> None:
     assert f"{data}:2" in done.stderr
     assert "--name-field id" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_default_text_is_recorded_by_name(smollm2: HFCausalLM, tmp_path: Path) -> None:
+    del smollm2  # the cache is warm
+    out = tmp_path / "default.json"
+    done = _crossent("eval", "--max-chars", "200", "--no-progress", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    record = json.loads(out.read_text(encoding="utf-8"))
+    name = f"pydoc_data.topics (Python {platform.python_version()})"
+    assert record["provenance"]["data"] == [name]
+    assert [document["name"] for document in record["documents"]] == [name]
 
 
 def test_a_name_field_without_json_lines_is_refused(tmp_path: Path) -> None:

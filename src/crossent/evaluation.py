@@ -94,7 +94,8 @@ class Inputs:
     """Where the documents came from, for the record (:func:`evaluate` does not read them).
 
     Attributes:
-        paths: the paths read (empty for the default text).
+        paths: the paths read; ``crossent eval`` records the default text by its name
+            (:func:`crossent.data.sources.default_text_name`).
         max_chars: each text was cut to its first ``max_chars`` characters, or None.
     """
 

@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     # The library is imported once every option has been checked: a mistake costs no wait.
     import json
 
+    from crossent.data.sources import default_text_name
     from crossent.distributed import process_group
     from crossent.evaluation import Inputs, evaluate
     from crossent.report.evaluation_page import render_evaluation_report
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
                 per_token=args.per_token is not None or args.report is not None,
                 max_tokens=args.max_tokens,
                 max_documents=args.max_documents,
-                inputs=Inputs(tuple(args.data or ()), args.max_chars),
+                inputs=Inputs(tuple(args.data or [default_text_name()]), args.max_chars),
                 progress=progress,
             )
         if rank != 0:

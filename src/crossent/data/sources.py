@@ -249,6 +249,12 @@ def first_characters(document: Text, count: int) -> Document:
     return Document(document.name, text[:count])
 
 
+def default_text_name() -> str:
+    """The name of the text read when no path is given: CPython's pydoc topics, with the
+    version of the Python that holds them (their text changes between versions)."""
+    return f"pydoc_data.topics (Python {platform.python_version()})"
+
+
 def _default_document() -> Document:
     try:
         from pydoc_data.topics import topics
@@ -256,8 +262,8 @@ def _default_document() -> Document:
         raise ValueError(
             "this Python was installed without pydoc_data (the default text): name a text to read"
         ) from None
-    name = f"pydoc_data.topics (Python {platform.python_version()})"
-    return Document(name=name, text="\n\n".join(topics[key] for key in sorted(topics)))
+    text = "\n\n".join(topics[key] for key in sorted(topics))
+    return Document(name=default_text_name(), text=text)
 
 
 def _directory_files(path: str) -> list[str]:
