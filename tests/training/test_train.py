@@ -256,7 +256,7 @@ def test_two_processes_train_as_one(text_file: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [
-        (("--train-ratio", "1.5"), "train_ratio must be in (0, 1), got 1.5"),
+        (("--train-ratio", "1.5"), "--train-ratio must be in (0, 1), got 1.5"),
         (("--out", "{tmp}"), "is not empty; choose a new --out, or --resume"),
         (("--resume", "{tmp}"), "cannot resume from"),
         (("--data", "{tmp}/missing.txt"), "missing.txt: no such file or directory"),
