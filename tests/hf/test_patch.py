@@ -1,0 +1,340 @@
+"""crossent.hf.patch against the oracle of each model's own, unpatched loss and gradients.
+
+Every model is a tiny one built offline from its config (random weights, float32). The head's
+weight is scaled up so that the logits span tens of nats: a soft-cap of 5 or a logit scale then
+changes the loss by far more than the tolerance, which each transform's test checks first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaForCausalLM, PreTrainedModel
+
+from crossent.hf import is_patched, patch, unpatch
+
+VOCAB = 128
+SEQ = 16
+TOKENS = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+SMALL = {
+    "vocab_size": VOCAB,
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+    **TOKENS,
+}
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A tiny config, and how to switch its logit transform off (to show that it matters)."""
+
+    model_type: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    neutralise: Callable[[PreTrainedModel], None] | None = None
+
+
+def _no_softcap(model: PreTrainedModel) -> None:
+    model.config.final_logit_softcapping = None
+
+
+def _no_logit_scale(model: PreTrainedModel) -> None:
+    model.logit_scale = 1.0  # type: ignore[assignment]
+
+
+def _no_logits_scaling(model: PreTrainedModel) -> None:
+    model.config.logits_scaling = 1.0
+
+
+ARCHS = {
+    "llama-tied": Arch("llama", {**SMALL, "tie_word_embeddings": True}),
+    "llama-untied": Arch("llama", {**SMALL, "tie_word_embeddings": False}),
+    "gpt2": Arch(
+        "gpt2",
+        {"vocab_size": VOCAB, "n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 64} | TOKENS,
+    ),
+    "qwen2": Arch("qwen2", SMALL),
+    "qwen3": Arch("qwen3", {**SMALL, "head_dim": 16}),
+    "mistral": Arch("mistral", {**SMALL, "head_dim": 16}),
+    "phi3": Arch("phi3", SMALL),
+    "olmo2": Arch("olmo2", SMALL),
+    "phi-biased-head": Arch("phi", SMALL),
+    "gemma2": Arch(
+        "gemma2",
+        {**SMALL, "head_dim": 16, "final_logit_softcapping": 5.0, "query_pre_attn_scalar": 16},
+        _no_softcap,
+    ),
+    "gemma3": Arch(
+        "gemma3_text",
+        {**SMALL, "head_dim": 16, "final_logit_softcapping": 5.0, "query_pre_attn_scalar": 16},
+        _no_softcap,
+    ),
+    "cohere": Arch("cohere", {**SMALL, "logit_scale": 0.25}, _no_logit_scale),
+    "granite": Arch("granite", {**SMALL, "logits_scaling": 8.0}, _no_logits_scaling),
+}
+
+
+def build(arch: Arch, seed: int = 0) -> PreTrainedModel:
+    torch.manual_seed(seed)
+    config = AutoConfig.for_model(arch.model_type, **arch.settings)
+    model: PreTrainedModel = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+        config, dtype=torch.float32
+    )
+    head = model.get_output_embeddings()  # type: ignore[no-untyped-call]
+    with torch.no_grad():
+        head.weight.mul_(60.0)  # logits of tens of nats
+        if head.bias is not None:
+            head.bias.normal_(0.0, 3.0)
+    return model.eval()  # type: ignore[no-any-return, no-untyped-call]
+
+
+def batch(seed: int = 1, rows: int = 2) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(3, VOCAB, (rows, SEQ), generator=generator)
+
+
+def loss_and_grads(
+    model: PreTrainedModel, **inputs: Any
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model.zero_grad(set_to_none=True)
+    loss = model(**inputs).loss
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return loss.detach(), grads
+
+
+def assert_same(
+    ours: tuple[torch.Tensor, dict[str, torch.Tensor]],
+    theirs: tuple[torch.Tensor, dict[str, torch.Tensor]],
+) -> None:
+    torch.testing.assert_close(ours[0], theirs[0], rtol=1e-6, atol=1e-6)
+    assert ours[1].keys() == theirs[1].keys()
+    for name, grad in theirs[1].items():
+        scale = max(1.0, grad.abs().max().item())
+        torch.testing.assert_close(ours[1][name], grad, rtol=1e-5, atol=1e-5 * scale, msg=name)
+
+
+@pytest.fixture
+def patched_llama() -> PreTrainedModel:
+    return patch(build(ARCHS["llama-untied"]))
+
+
+@pytest.mark.parametrize("name", sorted(ARCHS))
+def test_loss_and_gradients_equal_the_models_own(name: str) -> None:
+    arch = ARCHS[name]
+    model = build(arch)
+    ids = batch()
+    theirs = loss_and_grads(model, input_ids=ids, labels=ids)
+    if arch.neutralise is not None:
+        plain = build(arch)
+        arch.neutralise(plain)
+        with torch.no_grad():
+            untransformed = plain(input_ids=ids, labels=ids).loss
+        assert abs(untransformed - theirs[0]) > 0.05 * theirs[0]  # the transform matters
+    patch(model)
+    output = model(input_ids=ids, labels=ids)
+    assert output.logits is None
+    assert_same(loss_and_grads(model, input_ids=ids, labels=ids), theirs)
+
+
+def test_the_biased_head_is_used() -> None:
+    model = build(ARCHS["phi-biased-head"])
+    bias = model.get_output_embeddings().bias  # type: ignore[no-untyped-call]
+    assert bias is not None
+    ids = batch()
+    _, grads = loss_and_grads(patch(model), input_ids=ids, labels=ids)
+    assert grads["lm_head.bias"].abs().max() > 0
+
+
+def test_real_smollm2_loss(smollm2: Any) -> None:
+    model = smollm2.model
+    ids = torch.tensor([[1, 504, 3458, 282, 260, 1326, 314, 253, 2472, 30]])
+    with torch.no_grad():
+        theirs = model(input_ids=ids, labels=ids).loss
+        patch(model)
+        try:
+            ours = model(input_ids=ids, labels=ids)
+        finally:
+            unpatch(model)
+    assert ours.logits is None
+    torch.testing.assert_close(ours.loss, theirs, rtol=1e-5, atol=0)
+
+
+def test_num_items_in_batch_is_the_summed_loss_over_it(patched_llama: PreTrainedModel) -> None:
+    ids = batch()
+    labels = ids.clone()
+    labels[0, :5] = -100
+    count = torch.tensor(57)
+    unpatched = build(ARCHS["llama-untied"])
+    theirs = loss_and_grads(unpatched, input_ids=ids, labels=labels, num_items_in_batch=count)
+    ours = loss_and_grads(patched_llama, input_ids=ids, labels=labels, num_items_in_batch=count)
+    assert_same(ours, theirs)
+    mean = unpatched(input_ids=ids, labels=labels).loss
+    scored = 2 * (SEQ - 1) - 4  # labels[0, 0] is never a target
+    assert abs(ours[0] - mean * scored / 57) < 1e-5  # the sum over num_items
+
+
+def test_shift_labels_ignored_tokens_and_padding(patched_llama: PreTrainedModel) -> None:
+    ids = batch()
+    mask = torch.ones_like(ids)
+    mask[1, -4:] = 0  # right padding
+    labels = ids.masked_fill(mask == 0, -100)
+    shifted = torch.roll(labels, -1, dims=1)
+    shifted[:, -1] = -100
+    shifted[0, 3:7] = -100
+    unpatched = build(ARCHS["llama-untied"])
+    for inputs in (
+        {"labels": labels, "attention_mask": mask},
+        {"labels": labels, "shift_labels": shifted, "attention_mask": mask},
+    ):
+        theirs = loss_and_grads(unpatched, input_ids=ids, **inputs)
+        assert_same(loss_and_grads(patched_llama, input_ids=ids, **inputs), theirs)
+
+
+def test_kept_logits_with_shift_labels(patched_llama: PreTrainedModel) -> None:
+    ids = batch()
+    keep = torch.zeros_like(ids, dtype=torch.bool)
+    keep[:, 8:] = True  # packed-style: a boolean mask of the scored positions
+    shifted = torch.roll(ids, -1, dims=1)[keep]
+    inputs = {"labels": ids, "shift_labels": shifted, "logits_to_keep": keep}
+    theirs = loss_and_grads(build(ARCHS["llama-untied"]), input_ids=ids, **inputs)
+    assert_same(loss_and_grads(patched_llama, input_ids=ids, **inputs), theirs)
+
+
+def test_without_labels_the_model_is_unchanged(patched_llama: PreTrainedModel) -> None:
+    unpatched = build(ARCHS["llama-untied"])
+    ids = batch()
+    with torch.no_grad():
+        for keep in (0, 1):
+            ours = patched_llama(input_ids=ids, logits_to_keep=keep).logits
+            assert torch.equal(ours, unpatched(input_ids=ids, logits_to_keep=keep).logits)
+        settings = {"max_new_tokens": 6, "do_sample": False}
+        assert torch.equal(
+            patched_llama.generate(ids[:, :4], **settings),  # type: ignore[operator]
+            unpatched.generate(ids[:, :4], **settings),  # type: ignore[operator]
+        )
+
+
+def test_return_logits_and_tuples() -> None:
+    arch = ARCHS["gemma2"]
+    ids = batch()
+    with torch.no_grad():
+        theirs = build(arch)(input_ids=ids, labels=ids)
+        model = patch(build(arch), return_logits=True)
+        ours = model(input_ids=ids, labels=ids)
+        torch.testing.assert_close(ours.logits, theirs.logits, rtol=1e-6, atol=1e-6)
+        loss, logits = model(input_ids=ids, labels=ids, return_dict=False)[:2]
+    torch.testing.assert_close(loss, theirs.loss)
+    torch.testing.assert_close(logits, theirs.logits, rtol=1e-6, atol=1e-6)
+
+
+def test_label_smoothing_and_z_loss_pass_through() -> None:
+    ids = batch()
+    with torch.no_grad():
+        logits = build(ARCHS["granite"])(input_ids=ids).logits[:, :-1].flatten(0, 1).double()
+    target = ids[:, 1:].flatten()
+    for smoothing, z_loss in ((0.1, 0.0), (0.0, 1e-3), (0.2, 1e-2)):
+        expected = torch.nn.functional.cross_entropy(logits, target, label_smoothing=smoothing)
+        expected = expected + z_loss * logits.logsumexp(-1).square().mean()
+        model = patch(build(ARCHS["granite"]), label_smoothing=smoothing, z_loss=z_loss)
+        loss = model(input_ids=ids, labels=ids).loss
+        torch.testing.assert_close(loss.double(), expected, rtol=1e-6, atol=0)
+
+
+def test_unpatch_restores_the_model() -> None:
+    model = build(ARCHS["llama-tied"])
+    ids = batch()
+    theirs = model(input_ids=ids, labels=ids)
+    patch(model)
+    patch(model, z_loss=0.1)  # patching again replaces the options
+    assert is_patched(model)
+    unpatch(model)
+    assert not is_patched(model)
+    assert "forward" not in model.__dict__
+    assert not model.get_output_embeddings()._forward_pre_hooks  # type: ignore[no-untyped-call]
+    again = model(input_ids=ids, labels=ids)
+    assert torch.equal(again.loss, theirs.loss)
+    assert torch.equal(again.logits, theirs.logits)
+    with pytest.raises(ValueError, match="not patched"):
+        unpatch(model)
+
+
+class _DoubledLogits(LlamaForCausalLM):  # type: ignore[no-untyped-call]
+    """A causal LM that doubles its logits with no config field saying so."""
+
+    def forward(self, input_ids: Any = None, labels: Any = None, **kwargs: Any) -> Any:
+        output = super().forward(input_ids=input_ids, **kwargs)
+        output.logits = output.logits * 2.0
+        if labels is not None:
+            output.loss = self.loss_function(output.logits, labels, self.config.vocab_size)
+        return output
+
+
+def _refusals() -> dict[str, tuple[Callable[[], PreTrainedModel], str]]:
+    def no_linear_head() -> PreTrainedModel:
+        model = build(ARCHS["llama-untied"])
+        head = model.get_output_embeddings()  # type: ignore[no-untyped-call]
+        model.set_output_embeddings(torch.nn.Sequential(head))  # type: ignore[no-untyped-call]
+        return model
+
+    def doubled() -> PreTrainedModel:
+        config = AutoConfig.for_model("llama", **SMALL)
+        return _DoubledLogits(config).eval()  # type: ignore[arg-type, no-untyped-call, no-any-return]
+
+    def router() -> PreTrainedModel:
+        settings = {**SMALL, "num_local_experts": 2, "output_router_logits": True}
+        config = AutoConfig.for_model("mixtral", **settings)
+        return AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call, no-any-return]
+
+    def hooked() -> PreTrainedModel:
+        model = build(ARCHS["llama-untied"])
+        head = model.get_output_embeddings()  # type: ignore[no-untyped-call]
+        head.register_forward_hook(lambda module, args, output: output * 2)
+        return model
+
+    return {
+        "no linear head": (no_linear_head, "not a torch.nn.Linear"),
+        "unknown transform": (doubled, "transforms its logits in a way crossent does not know"),
+        "router loss": (router, "output_router_logits=True"),
+        "head hooks": (hooked, "hooks"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_refusals()))
+def test_unsupported_models_are_refused_in_one_line(case: str) -> None:
+    make, message = _refusals()[case]
+    model = make()
+    with pytest.raises(ValueError, match=message) as error:
+        patch(model)
+    assert "\n" not in str(error.value)
+    assert not is_patched(model)
+    assert "forward" not in model.__dict__
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"label_smoothing": 1.5}, "label_smoothing"), ({"z_loss": -1.0}, "z_loss")],
+)
+def test_bad_options_are_refused(options: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        patch(build(ARCHS["llama-tied"]), **options)  # type: ignore[arg-type]
+
+
+def test_no_logits_are_computed_with_labels(patched_llama: PreTrainedModel) -> None:
+    shapes: list[torch.Size] = []
+    head = patched_llama.get_output_embeddings()  # type: ignore[no-untyped-call]
+    handle = head.register_forward_hook(lambda module, args, output: shapes.append(output.shape))
+    ids = batch()
+    try:
+        patched_llama(input_ids=ids, labels=ids).loss.backward()
+        patched_llama(input_ids=ids)
+    finally:
+        handle.remove()
+    assert shapes == [torch.Size([2, 0, VOCAB]), torch.Size([2, SEQ, VOCAB])]
