@@ -7,6 +7,8 @@ changes the loss by far more than the tolerance, which each transform's test che
 
 from __future__ import annotations
 
+import copy
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -338,3 +340,20 @@ def test_no_logits_are_computed_with_labels(patched_llama: PreTrainedModel) -> N
     finally:
         handle.remove()
     assert shapes == [torch.Size([2, 0, VOCAB]), torch.Size([2, SEQ, VOCAB])]
+
+
+def test_a_deep_copy_is_patched_on_its_own(patched_llama: PreTrainedModel) -> None:
+    copied = copy.deepcopy(patched_llama)
+    assert copied.forward.__self__ is copied  # type: ignore[attr-defined]
+    ids = batch()
+    theirs = loss_and_grads(build(ARCHS["llama-untied"]), input_ids=ids, labels=ids)
+    assert_same(loss_and_grads(copied, input_ids=ids, labels=ids), theirs)
+    unpatch(copied)
+    assert is_patched(patched_llama)
+
+
+def test_the_forward_keeps_its_signature(patched_llama: PreTrainedModel) -> None:
+    # Trainer reads it: the columns to keep, and **kwargs to pass num_items_in_batch.
+    ours = inspect.signature(patched_llama.forward)
+    assert ours == inspect.signature(LlamaForCausalLM.forward.__get__(patched_llama))
+    assert any(p.kind is p.VAR_KEYWORD for p in ours.parameters.values())
