@@ -83,11 +83,11 @@ ARCHS = {
 }
 
 
-def build(arch: Arch, seed: int = 0) -> PreTrainedModel:
+def build(arch: Arch, seed: int = 0, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
     torch.manual_seed(seed)
     config = AutoConfig.for_model(arch.model_type, **arch.settings)
     model: PreTrainedModel = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
-        config, dtype=torch.float32
+        config, dtype=dtype
     )
     head = model.get_output_embeddings()  # type: ignore[no-untyped-call]
     with torch.no_grad():
@@ -357,3 +357,25 @@ def test_the_forward_keeps_its_signature(patched_llama: PreTrainedModel) -> None
     ours = inspect.signature(patched_llama.forward)
     assert ours == inspect.signature(LlamaForCausalLM.forward.__get__(patched_llama))
     assert any(p.kind is p.VAR_KEYWORD for p in ours.parameters.values())
+
+
+def test_a_bfloat16_model_reports_its_loss_in_float32() -> None:
+    arch = ARCHS["gemma2"]
+    ids = batch()
+    with torch.no_grad():
+        theirs = build(arch, dtype=torch.bfloat16)(input_ids=ids, labels=ids).loss
+        ours = patch(build(arch, dtype=torch.bfloat16))(input_ids=ids, labels=ids).loss
+    assert ours.dtype == theirs.dtype == torch.float32  # transformers upcasts the logits
+    torch.testing.assert_close(ours, theirs, rtol=1e-2, atol=0)  # bf16 logits round theirs
+
+
+def test_gradient_checkpointing() -> None:
+    arch = ARCHS["qwen3"]
+    ids = batch()
+    models = [build(arch).train(), patch(build(arch).train())]
+    for model in models:
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    theirs, ours = (
+        loss_and_grads(model, input_ids=ids, labels=ids, use_cache=False) for model in models
+    )
+    assert_same(ours, theirs)
