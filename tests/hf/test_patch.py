@@ -379,3 +379,22 @@ def test_gradient_checkpointing() -> None:
         loss_and_grads(model, input_ids=ids, labels=ids, use_cache=False) for model in models
     )
     assert_same(ours, theirs)
+
+
+def test_labels_given_by_position(patched_llama: PreTrainedModel) -> None:
+    ids = batch()
+    theirs = loss_and_grads(build(ARCHS["llama-untied"]), input_ids=ids, labels=ids)
+    patched_llama.zero_grad(set_to_none=True)
+    # forward(input_ids, attention_mask, position_ids, cache, inputs_embeds, labels)
+    output = patched_llama(ids, None, None, None, None, ids)
+    assert output.logits is None
+    torch.testing.assert_close(output.loss, theirs[0], rtol=1e-6, atol=1e-6)
+
+
+def test_a_model_that_cannot_run_is_refused_in_one_line() -> None:
+    model = build(ARCHS["llama-untied"])
+    model.get_input_embeddings().weight.data = torch.zeros(VOCAB, 7)
+    with pytest.raises(ValueError, match="could not run LlamaForCausalLM to check it") as error:
+        patch(model)
+    assert "\n" not in str(error.value)
+    assert not is_patched(model)

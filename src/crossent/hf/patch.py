@@ -39,7 +39,6 @@ from torch import Tensor
 from crossent.hf.transform import LogitTransform, check_transform, logit_transform, tolerance
 from crossent.losses._checks import check_loss_options, check_positive
 from crossent.losses.linear import linear_cross_entropy_with_stats
-from crossent.models.errors import first_line
 
 __all__ = ["is_patched", "patch", "unpatch"]
 
@@ -324,9 +323,8 @@ def _check(model: torch.nn.Module, head: torch.nn.Linear, state: _Patch) -> None
             theirs = state.original(model)(input_ids=input_ids, labels=input_ids).loss
             ours = model(input_ids=input_ids, labels=input_ids).loss
     except (RuntimeError, TypeError, AttributeError, KeyError) as error:
-        raise ValueError(
-            f"crossent could not run {name} to check it: {first_line(error)}"
-        ) from None
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"crossent could not run {name} to check it: {first}") from None
     finally:
         for module, mode in training.items():
             module.training = mode
