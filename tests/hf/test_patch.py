@@ -80,6 +80,43 @@ ARCHS = {
     ),
     "cohere": Arch("cohere", {**SMALL, "logit_scale": 0.25}, _no_logit_scale),
     "granite": Arch("granite", {**SMALL, "logits_scaling": 8.0}, _no_logits_scaling),
+    # Beyond the list: more families, found generically as well.
+    "gemma": Arch("gemma", {**SMALL, "head_dim": 16}),
+    "gpt-neox": Arch("gpt_neox", SMALL),
+    "opt-projected": Arch(  # the head's input is projected down from the last hidden state
+        "opt",
+        {"vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+        | {"ffn_dim": 64, "word_embed_proj_dim": 16, "max_position_embeddings": 64, **TOKENS},
+    ),
+    "falcon": Arch(
+        "falcon",
+        {"vocab_size": VOCAB, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+        | TOKENS,
+    ),
+    "mixtral": Arch("mixtral", {**SMALL, "num_local_experts": 2}),
+    "starcoder2": Arch("starcoder2", SMALL),
+    "gptj-biased-head": Arch(
+        "gptj",
+        {"vocab_size": VOCAB, "n_embd": 32, "n_layer": 1, "n_head": 2, "rotary_dim": 8}
+        | {"n_positions": 64, **TOKENS},
+    ),
+    "bloom": Arch(
+        "bloom", {"vocab_size": VOCAB, "hidden_size": 32, "n_layer": 1, "n_head": 2} | TOKENS
+    ),
+    "cohere2": Arch("cohere2", {**SMALL, "logit_scale": 0.25}, _no_logit_scale),
+    "granitemoe": Arch(
+        "granitemoe",
+        {**SMALL, "logits_scaling": 8.0, "num_local_experts": 2, "num_experts_per_tok": 1},
+        _no_logits_scaling,
+    ),
+    "stablelm": Arch("stablelm", SMALL),
+    "olmo": Arch("olmo", SMALL),
+    "smollm3": Arch("smollm3", {**SMALL, "head_dim": 16}),
+    "qwen3-moe": Arch(
+        "qwen3_moe",
+        {**SMALL, "head_dim": 16, "num_experts": 2, "num_experts_per_tok": 1}
+        | {"moe_intermediate_size": 32},
+    ),
 }
 
 
@@ -146,8 +183,9 @@ def test_loss_and_gradients_equal_the_models_own(name: str) -> None:
     assert_same(loss_and_grads(model, input_ids=ids, labels=ids), theirs)
 
 
-def test_the_biased_head_is_used() -> None:
-    model = build(ARCHS["phi-biased-head"])
+@pytest.mark.parametrize("name", ["phi-biased-head", "gptj-biased-head"])
+def test_the_biased_head_is_used(name: str) -> None:
+    model = build(ARCHS[name])
     bias = model.get_output_embeddings().bias  # type: ignore[no-untyped-call]
     assert bias is not None
     ids = batch()
