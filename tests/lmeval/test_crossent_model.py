@@ -286,3 +286,21 @@ def test_bad_model_arguments_are_one_line_errors(tiny_directory: Path) -> None:
         CrossentLM(str(tiny_directory), max_length=65)
     with pytest.raises(NotImplementedError, match="does not generate"):
         CrossentLM(str(tiny_directory)).generate_until([])
+
+
+def test_a_refused_model_argument_is_one_line_naming_it(
+    tiny_directory: Path, tasks: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crossent.cli import main
+
+    code = main(
+        [
+            "lm-eval", "--tasks", CHOICE_TASK, "--include_path", str(tasks),
+            "--model_args", f"pretrained={tiny_directory}", "--batch_size", "auto",
+        ]
+    )  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "crossent: error: batch_size 'auto' is not supported by the crossent model: give a "
+        "positive integer (it holds no logits, so a large batch fits)"
+    )

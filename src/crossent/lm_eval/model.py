@@ -33,9 +33,9 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 
 from crossent.data import Window, rolling_windows
+from crossent.losses.linear import linear_cross_entropy_with_stats
 from crossent.models import load_model
 from crossent.models.protocol import CausalLM
-from crossent.scoring import score_batch
 
 __all__ = ["DTYPES", "CrossentLM"]
 
@@ -180,18 +180,60 @@ class CrossentLM(TemplateLM):  # type: ignore[misc]  # lm-eval has no type hints
     def _score(self, windows: Sequence[Window]) -> list[tuple[float, int, int]]:
         """(summed nats, scored tokens, top-1 hits) per window, in the windows' order.
 
-        Batches are made of windows of similar lengths (longest first, as lm-eval sorts), so
-        little padding is computed.
+        Windows with the same input (the choices of a multiple-choice question that differ in
+        their last token only) share one forward pass, as ``HFLM``'s one-token-continuation
+        cache shares one; batches hold ``batch_size`` distinct inputs of similar lengths
+        (longest first, as lm-eval sorts), so little padding is computed.
         """
-        order = sorted(range(len(windows)), key=lambda index: -len(windows[index].tokens))
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, window in enumerate(windows):
+            groups.setdefault(tuple(window.tokens), []).append(index)
+        inputs = sorted(groups, key=lambda tokens: -len(tokens))
         sums: list[tuple[float, int, int]] = [(0.0, 0, 0)] * len(windows)
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
-                scored, _ = score_batch(self.model, [windows[index] for index in batch], top_k=0)
-                for index, result in zip(batch, scored, strict=True):
+            for start in range(0, len(inputs), self.batch_size):
+                batch = inputs[start : start + self.batch_size]
+                members = [[windows[index] for index in groups[tokens]] for tokens in batch]
+                results = self._score_batch(batch, members)
+                indices = [index for tokens in batch for index in groups[tokens]]
+                for index, result in zip(indices, results, strict=True):
                     sums[index] = result
         return sums
+
+    def _score_batch(
+        self, inputs: list[tuple[int, ...]], members: list[list[Window]]
+    ) -> list[tuple[float, int, int]]:
+        """One forward pass of the distinct ``inputs`` (right-padded), then the fused head on
+        the scored positions of every window sharing each input."""
+        device = self.model.device
+        padded = torch.zeros(len(inputs), max(map(len, inputs)), dtype=torch.long)
+        for row, tokens in enumerate(inputs):
+            padded[row, : len(tokens)] = torch.tensor(tokens)
+        hidden = self.model.hidden_states(padded.to(device))  # (B, T, d)
+        rows: list[int] = []
+        positions: list[int] = []
+        targets: list[int] = []
+        counts: list[int] = []
+        for row, windows in enumerate(members):
+            for window in windows:
+                scored = range(window.score_from, len(window.targets))
+                rows += [row] * len(scored)
+                positions += scored
+                targets += window.targets[window.score_from :]
+                counts.append(len(scored))
+        stats = linear_cross_entropy_with_stats(
+            hidden[torch.tensor(rows, device=device), torch.tensor(positions, device=device)],
+            self.model.head_weight,
+            torch.tensor(targets, device=device),
+            self.model.head_bias,
+            reduction="sum",
+        )  # one row per scored token: no [tokens, V] logits held
+        nats = torch.split(stats.token_loss.double(), counts)
+        correct = torch.split(stats.correct, counts)
+        return [
+            (float(window_nats.sum()), len(hits), int(hits.sum()))
+            for window_nats, hits in zip(nats, correct, strict=True)
+        ]
 
 
 def _encoder(
