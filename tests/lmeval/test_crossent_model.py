@@ -5,7 +5,8 @@ logits and their ``log_softmax``. Both are given the same ``Instance`` requests 
 with an empty context, trailing spaces, a context longer than ``max_length``; rolling texts
 of several windows and an empty one), the same local tasks (a rolling task on text files, a
 multiple-choice task in JSONL), and ``crossent lm-eval`` is run as a user runs it. A tiny random
-Llama keeps this fast; the embedded SmolLM2 is checked on requests alone.
+Llama keeps this fast; the embedded SmolLM2 (a GGUF file) and a crossent GPT checkpoint (against
+transformers' GPT-2 holding its weights) are checked on requests alone.
 """
 
 from __future__ import annotations
@@ -303,4 +304,37 @@ def test_a_refused_model_argument_is_one_line_naming_it(
     assert capsys.readouterr().err.splitlines()[-1] == (
         "crossent: error: batch_size 'auto' is not supported by the crossent model: give a "
         "positive integer (it holds no logits, so a large batch fits)"
+    )
+
+
+def test_a_crossent_checkpoint_equals_the_hf_model_holding_its_weights(
+    tmp_path: Path, tiny_directory: Path, offline: Path
+) -> None:
+    """A GPT saved by crossent (what crossent train writes) against lm-eval's hf model on
+    transformers' GPT-2 holding the same weights and tokenizer."""
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from crossent.lm_eval import CrossentLM
+    from crossent.models import GPT, GPTConfig, save_gpt, to_gpt2_state_dict
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_directory)
+    torch.manual_seed(0)
+    config = GPTConfig.preset("tiny", vocab_size=len(tokenizer), context_length=32)
+    gpt = GPT(config)
+    save_gpt(tmp_path / "run" / "best", gpt, tokenizer)
+    oracle = GPT2LMHeadModel(
+        GPT2Config(vocab_size=config.vocab_size, n_positions=32, n_embd=64, n_layer=2, n_head=4)
+    )
+    oracle.load_state_dict(to_gpt2_state_dict(gpt), strict=False)
+    oracle.save_pretrained(tmp_path / "gpt2")
+    tokenizer.save_pretrained(tmp_path / "gpt2")
+
+    theirs = HFLM(pretrained=str(tmp_path / "gpt2"), max_length=MAX_LENGTH, device="cpu")
+    ours = CrossentLM(str(tmp_path / "run" / "best"), batch_size=2, max_length=MAX_LENGTH)
+    requests = _requests("loglikelihood", CONTEXTS_AND_CONTINUATIONS)
+    _same_loglikelihoods(ours.loglikelihood(requests), theirs.loglikelihood(requests))
+    rolling = _requests("loglikelihood_rolling", [(text,) for text in ROLLING_TEXTS])
+    assert ours.loglikelihood_rolling(rolling) == pytest.approx(
+        theirs.loglikelihood_rolling(rolling), rel=REL
     )
