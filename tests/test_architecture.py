@@ -161,6 +161,7 @@ def test_modules_hold_one_idea() -> None:
         ["explain", "--help"],
         ["bench", "--help"],
         ["sample", "--help"],
+        ["lm-eval", "--help"],
         ["sample", "--temperature", "-1"],
         ["sample", "--top-p", "1.5"],
         ["eval", "--window", "0"],

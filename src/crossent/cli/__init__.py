@@ -10,13 +10,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from crossent.cli import bench, compare, evaluate, explain, sample, train
+from crossent.cli import bench, compare, evaluate, explain, lm_eval, sample, train
 from crossent.cli.arguments import EXIT_USAGE, Parser
 from crossent.extras import MissingExtraError, extra_for
 from crossent.version import __version__
 
 EXIT_INTERRUPTED = 130
-_COMMANDS = (bench, evaluate, compare, train, explain, sample)
+_COMMANDS = (bench, evaluate, compare, train, explain, sample, lm_eval)
 
 
 def build_parser() -> Parser:
