@@ -21,21 +21,24 @@ quantisation, dtype and device, the inputs, the window, stride and prefix, and t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from crossent.data import Text, Window
-from crossent.data.counts import count_words as count_words  # importable where it was
 from crossent.data.stream import DocumentStream, choose_prefix, scored_tokens
 from crossent.data.stream import Prefix as Prefix  # the type of evaluate's prefix argument
-from crossent.data.tokens import show_bytes
 from crossent.data.windows import check_window
 from crossent.distributed import all_sum_floats, deal, gather_lists, rank_and_world
-from crossent.metrics import NLLMeter, NLLResult
+from crossent.evaluation.records import (
+    DocumentScore,
+    EvaluationResult,
+    Inputs,
+    Provenance,
+    TokenScore,
+)
+from crossent.metrics import NLLMeter
 from crossent.scoring import TokenDetail, TokenTexts, score_batch
 from crossent.version import __version__
 
@@ -49,212 +52,6 @@ Progress = Callable[[int, int | None], None]
 
 # The default window when none is given: the model's context, capped so a CPU run stays small.
 DEFAULT_WINDOW_CAP = 2048
-
-
-@dataclass(frozen=True)
-class DocumentScore:
-    """One document's sums. ``nll_nats`` is its summed negative log-likelihood.
-
-    ``bytes`` and ``words`` are those the scored tokens cover (:mod:`crossent.data.counts`);
-    ``unscored_bytes`` and ``unscored_words`` are the first token's when it is context only (no
-    prefix token), and ``truncated`` says the document was cut short by ``max_tokens``.
-    """
-
-    name: str
-    tokens: int
-    bytes: int
-    words: int
-    nll_nats: float
-    correct: int
-    unscored_bytes: int = 0
-    unscored_words: int = 0
-    truncated: bool = False
-
-    def result(self) -> NLLResult:
-        """This document's metrics in every unit."""
-        return NLLMeter(self.nll_nats, self.tokens, self.bytes, self.words, self.correct).result()
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of one document in ``crossent eval --json``: sums and metrics."""
-        return {
-            "name": self.name,
-            **_metrics_dict(self.result()),
-            "unscored_bytes": self.unscored_bytes,
-            "unscored_words": self.unscored_words,
-            "truncated": self.truncated,
-        }
-
-
-def _metrics_dict(metrics: NLLResult) -> dict[str, Any]:
-    return {key: value for key, value in metrics.to_dict().items() if key != "correct"}
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """Where the documents came from, for the record (:func:`evaluate` does not read them).
-
-    Attributes:
-        paths: the paths read; ``crossent eval`` records the default text by its name
-            (:func:`crossent.data.sources.default_text_name`).
-        max_chars: each text was cut to its first ``max_chars`` characters, or None.
-    """
-
-    paths: tuple[str, ...] = ()
-    max_chars: int | None = None
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """What produced a result, so that its numbers can be told apart from others'.
-
-    Attributes:
-        crossent_version: the version of crossent that scored.
-        model: the model as the user named it.
-        description: what its weights are (:attr:`crossent.models.CausalLM.description`),
-            e.g. the default's "SmolLM2-135M-Instruct, Q4_1 GGUF (...) dequantised to float32".
-        quantisation: the GGUF file type the weights were dequantised from (``"Q4_1"``), or
-            None when they were never quantised.
-        dtype: the dtype the model ran in (``"float32"``).
-        device: where it ran (``"cpu"``, ``"cuda:0"``).
-        inputs: the documents' paths and character cut.
-        max_tokens: the cap on scored tokens, or None.
-        max_documents: the cap on documents read, or None.
-    """
-
-    crossent_version: str
-    model: str
-    description: str
-    quantisation: str | None
-    dtype: str
-    device: str
-    inputs: Inputs
-    max_tokens: int | None
-    max_documents: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of ``crossent eval --json``'s ``provenance``."""
-        record = asdict(self)
-        record["data"] = list(self.inputs.paths)
-        record["max_chars"] = self.inputs.max_chars
-        del record["inputs"]
-        return record
-
-
-def top_alternatives(
-    ids: Sequence[int], texts: Sequence[str], probs: Sequence[float]
-) -> list[dict[str, Any]]:
-    """The top-k alternatives as every output writes them: ``{"id", "text", "prob"}`` each.
-
-    The one place these keys are chosen, for ``crossent eval --per-token`` and
-    ``crossent explain``'s JSON alike.
-
-    Example:
-        >>> top_alternatives([7], ["the"], [0.5])
-        [{'id': 7, 'text': 'the', 'prob': 0.5}]
-    """
-    return [
-        {"id": top_id, "text": text, "prob": prob}
-        for top_id, text, prob in zip(ids, texts, probs, strict=True)
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class TokenScore:
-    """One scored token, with what the model would have predicted instead.
-
-    Attributes:
-        document: index of the document in the order it was evaluated.
-        position: index of the token among the document's token ids (0 is the first; without a
-            prefix token the first is never scored, so positions start at 1).
-        token_id: the token's id.
-        text: the document's characters from the end of the previous token to the end of this
-            one, so the texts of a document's tokens, in order, concatenate to the document (a
-            token that covers only part of a character, such as one byte of an emoji, gets the
-            character with its first byte and "" after; :attr:`shown` shows its bytes).
-        start: character offset in the document where ``text`` starts (for a token that
-            covers part of a character, where that character starts).
-        nats: ``-ln p(token)`` given its window's context.
-        rank: 1 when the token was the model's top prediction; 1 + the number of vocabulary
-            entries with a strictly higher logit otherwise.
-        top_ids: the ``k`` most likely next tokens, most likely first.
-        top_texts: their texts, as :attr:`shown` writes them.
-        top_probs: their probabilities.
-        utf8: the document's bytes this token covers (see :mod:`crossent.data.tokens`); None
-            when not recorded, then ``text``'s UTF-8.
-    """
-
-    document: int
-    position: int
-    token_id: int
-    text: str
-    start: int
-    nats: float
-    rank: int
-    top_ids: tuple[int, ...]
-    top_texts: tuple[str, ...]
-    top_probs: tuple[float, ...]
-    utf8: bytes | None = None
-
-    @property
-    def probability(self) -> float:
-        """``p(token) = e ** -nats``."""
-        return math.exp(-self.nats)
-
-    @property
-    def num_bytes(self) -> int:
-        """How many bytes of the document this token covers."""
-        return len(self.utf8) if self.utf8 is not None else len(self.text.encode("utf-8"))
-
-    @property
-    def shown(self) -> str:
-        """The token for people: its bytes as UTF-8, each byte of an incomplete character
-        written ``<0xNN>`` (:func:`crossent.data.tokens.show_bytes`)."""
-        return show_bytes(self.utf8) if self.utf8 is not None else self.text
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    """What :func:`evaluate` measured: per document, and the totals in every unit.
-
-    ``tokens`` holds one :class:`TokenScore` per scored token, in document order, when
-    :func:`evaluate` was asked for per-token details; otherwise it is empty. ``stopped_early``
-    says that ``max_tokens`` or ``max_documents`` left text unscored; ``provenance`` is None
-    only for a result built by hand.
-    """
-
-    model: str
-    window: int
-    stride: int
-    prefix: Prefix
-    documents: list[DocumentScore]
-    totals: NLLResult
-    tokens: list[TokenScore] = field(default_factory=list)
-    provenance: Provenance | None = None
-    stopped_early: bool = False
-
-    @property
-    def unscored_bytes(self) -> int:
-        """The bytes of the documents' first tokens left unscored (no prefix token)."""
-        return sum(document.unscored_bytes for document in self.documents)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of ``crossent eval --json``."""
-        return {
-            "model": self.model,
-            "window": self.window,
-            "stride": self.stride,
-            "prefix": self.prefix,
-            "provenance": self.provenance.to_dict() if self.provenance is not None else None,
-            "scoring": {
-                "first_token_scored": self.prefix != "none",
-                "unscored_bytes": self.unscored_bytes,
-                "unscored_words": sum(document.unscored_words for document in self.documents),
-                "stopped_early": self.stopped_early,
-                "counts": "bytes and words are those the scored tokens cover",
-            },
-            "documents": [document.to_dict() for document in self.documents],
-            "totals": _metrics_dict(self.totals),
-        }
 
 
 def prefix_token(model: CausalLM, prefix: Prefix | None) -> tuple[Prefix, int | None]:
