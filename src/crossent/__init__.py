@@ -15,7 +15,7 @@ from crossent.lazy import lazy_attributes
 from crossent.version import __version__
 
 if TYPE_CHECKING:
-    from crossent import metrics, nn
+    from crossent import hf, metrics, nn
     from crossent.comparison import ComparisonResult, compare
     from crossent.evaluation import EvaluationResult, TokenScore, evaluate
     from crossent.losses import parallel, reference
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from crossent.losses.linear import linear_cross_entropy, linear_cross_entropy_with_stats
     from crossent.sampling import Sample, sample
 
-# Where each public name lives; the last four are modules themselves.
+# Where each public name lives; hf, metrics, nn, parallel and reference are modules themselves.
 _HOMES = {
     "ComparisonResult": "crossent.comparison",
     "CrossEntropyStats": "crossent.losses.cross_entropy",
@@ -42,6 +42,7 @@ _HOMES = {
     "cross_entropy_with_stats": "crossent.losses.cross_entropy",
     "distillation_loss": "crossent.losses.distill",
     "evaluate": "crossent.evaluation",
+    "hf": "crossent.hf",
     "kl_divergence": "crossent.losses.distill",
     "linear_cross_entropy": "crossent.losses.linear",
     "linear_cross_entropy_with_stats": "crossent.losses.linear",
@@ -65,6 +66,7 @@ __all__ = [
     "cross_entropy_with_stats",
     "distillation_loss",
     "evaluate",
+    "hf",
     "kl_divergence",
     "linear_cross_entropy",
     "linear_cross_entropy_with_stats",
@@ -76,7 +78,9 @@ __all__ = [
 ]
 
 
-__getattr__ = lazy_attributes(__name__, _HOMES, modules=("metrics", "nn", "parallel", "reference"))
+__getattr__ = lazy_attributes(
+    __name__, _HOMES, modules=("hf", "metrics", "nn", "parallel", "reference")
+)
 
 
 def __dir__() -> list[str]:

@@ -295,3 +295,10 @@ def test_a_model_that_cannot_run_is_refused_in_one_line() -> None:
         patch(model)
     assert "\n" not in str(error.value)
     assert not is_patched(model)
+
+
+def test_reachable_from_the_package() -> None:
+    import crossent
+
+    assert crossent.hf.patch is patch
+    assert "hf" in dir(crossent)

@@ -23,7 +23,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from crossent.hf import patch
+from crossent.hf import is_patched, patch
 
 VOCAB = 128
 SEQ = 16
@@ -88,6 +88,7 @@ def _losses(
     model = make()
     if patched:
         patch(model)
+        assert is_patched(model)
     arguments = TrainingArguments(
         output_dir=str(tmp_path / f"run-{patched}-{batch}-{accumulation}"),
         per_device_train_batch_size=batch,
@@ -144,3 +145,22 @@ def test_trainer_fine_tuning_smollm2(tmp_path: Path, smollm2: Any) -> None:
         return model.requires_grad_(True).train()  # type: ignore[no-any-return]
 
     _three_runs(tmp_path, copy_of_smollm2, TokenRows(ids), learning_rate=1e-4)
+
+
+def test_trainer_with_a_peft_lora_model(tmp_path: Path) -> None:
+    """LoRA on the attention projections, the head and base frozen, trained by ``Trainer``
+    through the patch: the same per-step losses as unpatched, accumulation included."""
+    peft = pytest.importorskip("peft", reason="PEFT comes with the dev extra")
+
+    def lora_llama() -> PreTrainedModel:
+        model = _tiny_llama()
+        torch.manual_seed(1)
+        config = peft.LoraConfig(
+            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+        )
+        wrapped: PreTrainedModel = peft.get_peft_model(model, config)
+        assert not wrapped.get_output_embeddings().weight.requires_grad
+        return wrapped
+
+    ids = torch.randint(3, VOCAB, (ROWS, SEQ), generator=torch.Generator().manual_seed(2))
+    _three_runs(tmp_path, lora_llama, TokenRows(ids), learning_rate=5e-2)
