@@ -159,7 +159,7 @@ def test_trainer_with_a_peft_lora_model(tmp_path: Path) -> None:
             r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
         )
         wrapped: PreTrainedModel = peft.get_peft_model(model, config)
-        assert not wrapped.get_output_embeddings().weight.requires_grad
+        assert not wrapped.get_output_embeddings().weight.requires_grad  # type: ignore[no-untyped-call]
         return wrapped
 
     ids = torch.randint(3, VOCAB, (ROWS, SEQ), generator=torch.Generator().manual_seed(2))
