@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from crossent.distributed import all_sum_floats, is_initialized
+from crossent.failures import NonFiniteLossError
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -230,7 +231,9 @@ def _nll_sum(value: float | Tensor) -> float:
     else:
         total = float(value)
     if math.isnan(total):
-        raise ValueError("nll_nats is NaN; the loss it came from has diverged or read bad input")
+        raise NonFiniteLossError(
+            "nll_nats is NaN; the loss it came from has diverged or read bad input"
+        )
     return total
 
 

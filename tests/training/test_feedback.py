@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from crossent.report import training as training_page
 from crossent.training import train
 from crossent.training.checkpoints import saved_run
 from crossent.training.records import read_train_log
-from training.tiny_runs import cli_flags, tiny_config, write_text
+from training.tiny_runs import cli_flags, tiny_config, wait_for_evaluations, write_text
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -107,17 +106,6 @@ def test_tensorboard_without_its_extra_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "board").exists()
 
 
-def _wait_for_an_evaluation_after_step_0(metrics: Path, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if metrics.is_file():
-            kinds = [json.loads(line)["kind"] for line in metrics.read_text().splitlines()]
-            if kinds.count("eval") >= 2:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"no evaluation after step 0 (exit code {process.poll()})")
-
-
 def test_ctrl_c_says_how_to_resume_and_leaves_the_report(tmp_path: Path) -> None:
     text = write_text(tmp_path)
     run = tmp_path / "run"
@@ -129,7 +117,7 @@ def test_ctrl_c_says_how_to_resume_and_leaves_the_report(tmp_path: Path) -> None
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
-        _wait_for_an_evaluation_after_step_0(run / "metrics.jsonl", process)
+        wait_for_evaluations(run / "metrics.jsonl", process, 2)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
     finally:

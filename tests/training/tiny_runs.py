@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import time
 from pathlib import Path
 
 from crossent.training import TrainConfig
@@ -47,3 +50,16 @@ def cli_flags(text_file: Path) -> list[str]:
         "--log-every", "1", "--warmup-steps", "1", "--lr", "3e-3", "--patience", "0",
         "--device", "cpu",
     ]  # fmt: skip
+
+
+def wait_for_evaluations(metrics: Path, process: subprocess.Popen[str], count: int) -> None:
+    """Wait until the run writing ``metrics`` has logged ``count`` evaluations (step 0's is
+    the first); fail if ``process`` ends first or 5 minutes pass."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.is_file():
+            kinds = [json.loads(line)["kind"] for line in metrics.read_text().splitlines()]
+            if kinds.count("eval") >= count:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} evaluations (exit code {process.poll()})")

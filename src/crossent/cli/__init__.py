@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from crossent.cli import bench, compare, evaluate, explain, lm_eval, sample, train
 from crossent.cli.arguments import EXIT_USAGE, Parser
 from crossent.extras import MissingExtraError, extra_for
+from crossent.failures import EXIT_FAILED, RunError
 from crossent.version import __version__
 
 EXIT_INTERRUPTED = 130
@@ -54,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, OSError) as error:
         print(f"crossent: error: {_message(error)}", file=sys.stderr)
         return EXIT_USAGE
+    except RunError as error:  # the inputs were fine; the run could not go on
+        print(f"crossent: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("crossent: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

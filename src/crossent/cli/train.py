@@ -4,8 +4,8 @@ Every flag named after a :class:`~crossent.training.config.TrainConfig` field ha
 default None, so that "not given" is told apart from "given with the default value"; the help
 shows :class:`TrainConfig`'s default instead. That is what ``--resume`` needs: a resumed run
 keeps its saved settings, takes the few that may change (``--max-steps``, ``--max-minutes``,
-``--patience``, ``--log-every``, ``--tensorboard``, ``--device``) and refuses every other flag
-given, in one line naming them.
+``--patience``, ``--log-every``, ``--tensorboard``, ``--device``, ``--skip-nonfinite``) and
+refuses every other flag given, in one line naming them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ PRESETS = ("tiny", "cpu-small", "gpt2", "gpt2-medium")
 # The exit code of a run stopped by Ctrl-C (128 + SIGINT), as everywhere in crossent.
 EXIT_INTERRUPTED = 130
 # The flags a resumed run accepts besides --resume and --progress.
-RESUMABLE_FLAGS = ("max_steps", "max_minutes", "patience", "log_every", "tensorboard", "device")
+RESUMABLE_FLAGS = (
+    "max_steps", "max_minutes", "patience", "log_every", "tensorboard", "device", "skip_nonfinite",
+)  # fmt: skip
 
 
 def add_parser(commands: Commands) -> None:
@@ -116,6 +118,11 @@ def _add_optimizer_options(parser: argparse.ArgumentParser) -> None:
     _option(parser, "label-smoothing", "label smoothing of the training loss", type=float)
     _option(parser, "z-loss", "weight of PaLM's z-loss in the training loss", type=float)
     _option(parser, "seed", "seeds the weights, the data order and dropout", type=int)
+    _option(
+        parser, "skip-nonfinite", "skip and count a step whose loss or gradient is NaN or "
+        "infinite, instead of stopping the run there with last/ and best/ as they were",
+        action="store_true", default=None,
+    )  # fmt: skip
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -148,7 +155,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--resume",
         metavar="OUT",
         help="continue the run in this folder, with its settings; only --max-steps, "
-        "--max-minutes, --patience, --log-every, --tensorboard and --device may be given "
+        "--max-minutes, --patience, --log-every, --tensorboard, --device and "
+        "--skip-nonfinite may be given "
         "with it (default: a new run)",
     )
     add_progress_option(parser)

@@ -12,6 +12,7 @@ once.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import random
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 
 from crossent.files import write_folder_atomically
-from crossent.training.config import TrainConfig
+from crossent.training.config import RESUMABLE, TrainConfig
 from crossent.training.model import HiddenStates, TrainingModel
 from crossent.training.records import EvalHistory, EvalRecord, TrainRecord
 
@@ -40,6 +41,7 @@ def training_state(
     optimizer: torch.optim.Optimizer,
     schedule: torch.optim.lr_scheduler.LRScheduler,
     device: torch.device,
+    skipped_steps: int = 0,
 ) -> dict[str, Any]:
     """Everything a resumed run needs besides the weights, as ``training_state.pt`` holds it."""
     return {
@@ -50,6 +52,7 @@ def training_state(
         "records": [record.to_dict() for record in history.records],
         "train_log": [record.to_dict() for record in train_log],
         "validation_tokens": validation_tokens,
+        "skipped_steps": skipped_steps,
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
         "rng_torch": torch.get_rng_state(),
@@ -181,6 +184,37 @@ def read_state(out: Path) -> dict[str, Any]:
             f"cannot resume from {out}: {path.relative_to(out)} is not a crossent training state"
         )
     return state
+
+
+def configuration(
+    config: TrainConfig, resume: str | os.PathLike[str] | None
+) -> tuple[TrainConfig, Path, dict[str, Any] | None]:
+    """The run's configuration, folder and, when resuming, its saved state (for :func:`train`).
+
+    Raises:
+        ValueError: ``config`` differs from the saved run's in a setting that cannot change,
+            or the run has nothing left to do.
+    """
+    if resume is None:
+        return config, Path(config.out), None
+    folder = Path(resume)
+    done = saved_run(folder)
+    fixed = [
+        field.name
+        for field in dataclasses.fields(TrainConfig)
+        if field.name not in (*RESUMABLE, "decay_steps")
+        and getattr(config, field.name) != getattr(done.config, field.name)
+    ]
+    if fixed:
+        raise ValueError(
+            f"cannot resume {folder} with other settings: {', '.join(fixed)} differ from the "
+            f"saved run's, and only {', '.join(RESUMABLE)} can change"
+        )
+    config = dataclasses.replace(config, out=str(folder), decay_steps=done.config.schedule_steps)
+    complete = done.completion(config, folder)
+    if complete is not None:
+        raise ValueError(complete)
+    return config, folder, read_state(folder)
 
 
 def save_checkpoint(folder: Path, model: TrainingModel, state: dict[str, Any]) -> None:

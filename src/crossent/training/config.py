@@ -72,6 +72,8 @@ class TrainConfig:
         autocast: ``"auto"`` uses bfloat16 autocast on a CUDA device that supports it and
             float32 elsewhere; ``"bfloat16"`` forces it; ``"none"`` disables it.
         compile: run the model through ``torch.compile``.
+        skip_nonfinite: skip (and count) an optimizer step whose loss or gradient is NaN or
+            infinite, instead of stopping the run there.
         seed: seeds the weights, the data order and dropout.
         device: where to train; None picks CUDA when present.
         out: the folder for ``metrics.jsonl``, ``losses.png``, ``report.html``, ``best/``
@@ -115,6 +117,7 @@ class TrainConfig:
     patience: int | None = 4
     autocast: Autocast = "auto"
     compile: bool = False
+    skip_nonfinite: bool = False
     seed: int = 1337
     device: str | None = None
     out: str = "runs/train"
@@ -165,18 +168,28 @@ class TrainConfig:
 
 
 def check_new_output(out: str) -> None:
-    """Refuse an output folder that already holds something: a run never writes over another."""
+    """Refuse an output folder that already holds something: a run never writes over another.
+
+    The lock file a run killed before writing anything left (:mod:`crossent.training.lock`)
+    does not count: nothing is lost by starting there.
+    """
     from pathlib import Path
 
-    if Path(out).exists() and any(Path(out).iterdir()):
+    from crossent.training.lock import LOCK_FILE
+
+    if Path(out).exists() and any(path.name != LOCK_FILE for path in Path(out).iterdir()):
         raise ValueError(
             f"output folder {out} is not empty; choose a new --out, or --resume {out} to continue"
         )
 
 
-# What may change when a run is resumed: how long it goes on, when it stops early, and where
-# it runs and reports. Everything else decides what the steps compute and stays as saved.
-RESUMABLE = ("max_steps", "max_minutes", "patience", "log_every", "device", "tensorboard", "out")
+# What may change when a run is resumed: how long it goes on, when it stops early (or skips a
+# non-finite step), and where it runs and reports. Everything else decides what the steps
+# compute and stays as saved.
+RESUMABLE = (
+    "max_steps", "max_minutes", "patience", "log_every", "device", "tensorboard", "skip_nonfinite",
+    "out",
+)  # fmt: skip
 
 
 def resumed_config(saved: TrainConfig, **changes: Any) -> TrainConfig:

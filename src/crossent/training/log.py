@@ -13,6 +13,7 @@ the ``tensorboard`` extra; the numbers are those of ``metrics.jsonl``.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,9 +52,10 @@ class LossSums:
     def take(self) -> tuple[float, float | None]:
         """The mean cross-entropy and objective per token over all processes; then reset.
 
-        Every process must call it at the same step (it sums across them).
+        Every process must call it at the same step (it sums across them). With no step
+        added (every one skipped for a non-finite loss) the means are NaN: nothing was measured.
         """
-        tokens = max(self.tokens, 1)
+        tokens = self.tokens if self.tokens else math.nan
         mean = all_sum(self.cross_entropy).item() / tokens
         objective = None
         if self.objective is not None:

@@ -28,7 +28,6 @@ is rewritten at every logged step, so it always has what the run has done.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import random
@@ -44,20 +43,20 @@ from torch import Tensor, nn
 from crossent.data import Document
 from crossent.distributed import default_device, rank_and_world
 from crossent.evaluation import evaluate
+from crossent.failures import NonFiniteLossError, RunError
 from crossent.losses.cross_entropy import cross_entropy
 from crossent.losses.distill import distillation_loss
 from crossent.losses.linear import linear_cross_entropy
-from crossent.metrics import nats_to_bits
 from crossent.training.checkpoints import (
+    configuration,
     link_copy,
-    read_state,
     restore,
     save_checkpoint,
-    saved_run,
     training_state,
 )
-from crossent.training.config import RESUMABLE, TrainConfig, setting_conflicts
+from crossent.training.config import TrainConfig, setting_conflicts
 from crossent.training.data import TrainingRows, split_text, training_ids, training_text
+from crossent.training.lock import output_lock
 from crossent.training.log import LossSums, TensorBoardLog
 from crossent.training.model import TrainingModel, build_model, load, module_parameters
 from crossent.training.optimizer import autocast, clip_and_step, make_optimizer, make_schedule
@@ -66,6 +65,7 @@ from crossent.training.records import (
     EvalHistory,
     EvalRecord,
     TrainRecord,
+    describe,
     write_metrics,
 )
 from crossent.training.result import TrainingInterrupted, TrainResult
@@ -115,9 +115,27 @@ def train(
             differs from the student's, a folder to resume that has no checkpoint, settings
             that cannot change on resume, or a run to resume that is already complete.
         TrainingInterrupted: Ctrl-C after the first evaluation, with what the run had done.
+        RunError: another run holds the output folder (:mod:`crossent.training.lock`), or a
+            loss became NaN or infinite (unless ``config.skip_nonfinite`` skips the step);
+            ``last/`` and ``best/`` then stay as the last finite evaluation saved them.
     """
-    world = rank_and_world()[1]
-    config, out, state = _configuration(config, resume)
+    rank, world = rank_and_world()
+    folder = Path(resume) if resume is not None else Path(config.out)
+    with output_lock(folder) if rank == 0 else contextlib.nullcontext():
+        return _train(config, resume, until_step, log, progress, warn, world)
+
+
+def _train(
+    config: TrainConfig,
+    resume: str | os.PathLike[str] | None,
+    until_step: int | None,
+    log: Log | None,
+    progress: Progress | None,
+    warn: Log | None,
+    world: int,
+) -> TrainResult:
+    """:func:`train` once the output folder is locked."""
+    config, out, state = configuration(config, resume)
     device = default_device(config.device)
     if config.batch_size % world:
         raise ValueError(
@@ -148,6 +166,7 @@ def train(
             stopped=stopped, parameters=module_parameters(model.trainable), split=split,
             train_tokens=len(train_ids), validation_tokens=run.validation_tokens,
             train_log=run.train_log, vocab_size=len(model.tokenizer_files), step=run.step,
+            skipped_steps=run.skipped,
         )  # fmt: skip
 
     try:
@@ -161,37 +180,6 @@ def train(
     finally:
         run.close()
     return result(stopped)
-
-
-def _configuration(
-    config: TrainConfig, resume: str | os.PathLike[str] | None
-) -> tuple[TrainConfig, Path, dict[str, Any] | None]:
-    """The run's configuration, folder and, when resuming, its saved state.
-
-    Raises:
-        ValueError: ``config`` differs from the saved run's in a setting that cannot change,
-            or the run has nothing left to do.
-    """
-    if resume is None:
-        return config, Path(config.out), None
-    folder = Path(resume)
-    done = saved_run(folder)
-    fixed = [
-        field.name
-        for field in dataclasses.fields(TrainConfig)
-        if field.name not in (*RESUMABLE, "decay_steps")
-        and getattr(config, field.name) != getattr(done.config, field.name)
-    ]
-    if fixed:
-        raise ValueError(
-            f"cannot resume {folder} with other settings: {', '.join(fixed)} differ from the "
-            f"saved run's, and only {', '.join(RESUMABLE)} can change"
-        )
-    config = dataclasses.replace(config, out=str(folder), decay_steps=done.config.schedule_steps)
-    complete = done.completion(config, folder)
-    if complete is not None:
-        raise ValueError(complete)
-    return config, folder, read_state(folder)
 
 
 class _Run:
@@ -226,12 +214,14 @@ class _Run:
         self.history = EvalHistory(config.patience)
         self.train_log: list[TrainRecord] = []
         self.validation_tokens = 0  # scored by each evaluation; the same every time
+        self.skipped = 0  # steps not taken for a non-finite loss (skip_nonfinite)
         if state is not None:
             self.step, self.elapsed, self.history = restore(
                 state, self.optimizer, self.schedule, device, config.patience
             )
             self.train_log = [TrainRecord.from_dict(r) for r in state.get("train_log", [])]
             self.validation_tokens = state.get("validation_tokens", 0)
+            self.skipped = state.get("skipped_steps", 0)
         self.forward: nn.Module = model.trainable
         if self.world > 1:
             self.forward = nn.parallel.DistributedDataParallel(
@@ -299,12 +289,18 @@ class _Run:
                 sums.add(plain, objective.double(), 0)
         sums.tokens = self.tokens_per_step
         losses = sums.take()
+        if not all(math.isfinite(loss) for loss in losses if loss is not None):
+            raise RunError(
+                f"step 0: the initial model's training loss is {losses[0]}: its weights hold "
+                "NaN or infinity; nothing was trained or saved"
+            )
         self.log_train(*losses)
         self.keep(self.evaluate(*losses))
 
-    def optimizer_step(self) -> tuple[Tensor, Tensor]:
+    def optimizer_step(self) -> tuple[Tensor, Tensor, bool]:
         """One step of ``grad_accum`` micro-batches: this process's summed token losses, of
-        the objective and of the cross-entropy."""
+        the objective and of the cross-entropy, and whether the step was taken (not when a
+        loss or gradient is NaN or infinite: :func:`clip_and_step`)."""
         objective_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         plain_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         normaliser = self.tokens_per_step // self.world
@@ -317,21 +313,42 @@ class _Run:
                 loss.backward()  # type: ignore[no-untyped-call]
             objective_sum += loss.detach().double() * normaliser
             plain_sum += plain
-        clip_and_step(self.model.trainable, self.config, self.optimizer, self.schedule)
+        finite = bool(torch.isfinite(objective_sum) & torch.isfinite(plain_sum))
+        taken = clip_and_step(
+            self.model.trainable, self.config, self.optimizer, self.schedule, finite
+        )
         self.step += 1
-        return objective_sum, plain_sum
+        return objective_sum, plain_sum, taken
+
+    def not_taken(self, plain: Tensor) -> None:
+        """Count a step not taken for a non-finite loss or gradient, or stop the run there."""
+        loss = plain.item() / (self.tokens_per_step // self.world)
+        finite = math.isfinite(loss)
+        what = "a gradient is NaN or infinite" if finite else f"the training loss is {loss}"
+        if not self.config.skip_nonfinite:
+            saved = self.history.records[-1].step
+            raise RunError(
+                f"step {self.step}: {what}; stopped before updating the weights, so last/ and "
+                f"best/ stay as saved (last/ at step {saved}); to skip such steps: crossent "
+                f"train --resume {self.out} --skip-nonfinite"
+            )
+        self.skipped += 1
+        self.say(f"step {self.step}: {what}; step skipped ({self.skipped} so far)")
 
     def evaluate(self, train_loss: float, objective: float | None) -> EvalRecord:
         """Score the validation text as ``crossent eval`` would; the record of this step."""
         module = self.model.trainable
         module.eval()
-        with torch.no_grad():
-            result = evaluate(
-                self.model.lm,
-                self.validation,
-                window=self.context,
-                batch_size=self.config.eval_batch_size,
-            )
+        try:
+            with torch.no_grad():
+                result = evaluate(
+                    self.model.lm,
+                    self.validation,
+                    window=self.context,
+                    batch_size=self.config.eval_batch_size,
+                )
+        except NonFiniteLossError:
+            self.keep_finite(math.nan)
         module.train()
         self.validation_tokens = result.totals.tokens
         bits = result.totals.bits_per_byte
@@ -364,11 +381,12 @@ class _Run:
 
     def keep(self, record: EvalRecord) -> None:
         """Add a record, save last/ (and best/ when it is the best), rewrite the metrics."""
+        self.keep_finite(record.val_loss)
         improved = self.history.add(record)
         if self.rank == 0:
             state = training_state(
                 self.config, self.step, self.elapsed, self.history, self.train_log,
-                self.validation_tokens, self.optimizer, self.schedule, self.device,
+                self.validation_tokens, self.optimizer, self.schedule, self.device, self.skipped,
             )  # fmt: skip
             save_checkpoint(self.out / "last", self.model, state)
             if improved:
@@ -376,7 +394,16 @@ class _Run:
             write_metrics(self.out / METRICS_FILE, self.history.records, self.train_log)
             if self.board is not None:
                 self.board.evaluation(record)
-        self.say(_describe(record, improved))
+        self.say(describe(record, improved))
+
+    def keep_finite(self, val_loss: float) -> None:
+        """Stop the run, saving nothing, when the validation loss is NaN or infinite."""
+        if not math.isfinite(val_loss):
+            saved = self.history.records[-1].step
+            raise RunError(
+                f"step {self.step}: the validation loss is {val_loss}; stopped without saving, "
+                f"so last/ and best/ stay as saved (last/ at step {saved})"
+            )
 
     def train(self, until_step: int | None, progress: Progress | None) -> str:
         """Take steps, logging and evaluating as configured, until a limit is reached; say
@@ -386,8 +413,10 @@ class _Run:
         since_log = LossSums(self.device, self.objective)
         started = time.monotonic() - self.elapsed
         while self.step < config.max_steps:
-            objective, plain = self.optimizer_step()
-            for sums in (since_evaluation, since_log):
+            objective, plain, taken = self.optimizer_step()
+            if not taken:
+                self.not_taken(plain)
+            for sums in (since_evaluation, since_log) if taken else ():
                 sums.add(plain, objective, self.tokens_per_step)
             self.elapsed = time.monotonic() - started
             over_time = config.max_minutes is not None and self.elapsed > 60 * config.max_minutes
@@ -415,16 +444,3 @@ class _Run:
     def close(self) -> None:
         if self.board is not None:
             self.board.close()
-
-
-def _describe(record: EvalRecord, improved: bool) -> str:
-    mark = " *" if improved else ""
-    train = f"train {record.train_loss:.4f}"
-    if record.train_objective is not None:
-        train += f" (objective {record.train_objective:.4f})"
-    loss = record.val_loss
-    return (
-        f"step {record.step}: {train}, val {loss:.4f} nats/token ({nats_to_bits(loss):.3f} "
-        f"bits, ppl {math.exp(loss):.2f}, {record.val_bits_per_byte:.4f} bits/byte), "
-        f"lr {record.lr:.2e}, {record.elapsed_s:.0f} s{mark}"
-    )

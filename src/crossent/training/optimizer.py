@@ -84,10 +84,28 @@ def clip_and_step(
     config: TrainConfig,
     optimizer: torch.optim.Optimizer,
     schedule: torch.optim.lr_scheduler.LRScheduler,
-) -> None:
-    """Clip the gradient norm to ``grad_clip`` (unless 0), step, clear the gradients."""
-    if config.grad_clip > 0:
-        nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
-    optimizer.step()
+    losses_finite: bool = True,
+) -> bool:
+    """Clip the gradient norm to ``grad_clip`` (unless 0), step, clear the gradients.
+
+    A step whose loss (``losses_finite`` False) or gradient norm is NaN or infinite is not
+    taken: the weights and the optimizer's moments stay as they were, and only the schedule
+    moves on, so that the step counts. Under torchrun the processes agree (one process's
+    non-finite loss stops the step on all). Returns whether the step was taken.
+    """
+    parameters = [parameter for parameter in module.parameters() if parameter.grad is not None]
+    gradients = [parameter.grad for parameter in parameters if parameter.grad is not None]
+    norm = nn.utils.get_total_norm(gradients)
+    finite = torch.isfinite(norm) & losses_finite
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        flag = finite.to(torch.int32)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        finite = flag.bool()
+    taken = bool(finite)
+    if taken:
+        if config.grad_clip > 0:
+            nn.utils.clip_grads_with_norm_(parameters, config.grad_clip, norm)
+        optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     schedule.step()
+    return taken

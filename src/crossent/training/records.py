@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from crossent.files import write_text_atomically
+from crossent.metrics import nats_to_bits
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -331,3 +332,17 @@ class EvalHistory:
     def patience_spent(self) -> bool:
         """Whether ``patience`` evaluations have passed without a new best."""
         return self.patience is not None and self.bad_evals >= self.patience
+
+
+def describe(record: EvalRecord, improved: bool) -> str:
+    """The line ``crossent train`` prints for an evaluation; `` *`` marks a new best."""
+    mark = " *" if improved else ""
+    train = f"train {record.train_loss:.4f}"
+    if record.train_objective is not None:
+        train += f" (objective {record.train_objective:.4f})"
+    loss = record.val_loss
+    return (
+        f"step {record.step}: {train}, val {loss:.4f} nats/token ({nats_to_bits(loss):.3f} "
+        f"bits, ppl {math.exp(loss):.2f}, {record.val_bits_per_byte:.4f} bits/byte), "
+        f"lr {record.lr:.2e}, {record.elapsed_s:.0f} s{mark}"
+    )

@@ -30,6 +30,8 @@ class TrainResult:
             can have fewer tokens than ``config.vocab_size`` asked for.
         step: the optimizer steps taken; ``out/last`` is at ``records[-1].step``, which is
             smaller when the run was interrupted between evaluations.
+        skipped_steps: steps not taken because their loss or gradient was NaN or infinite
+            (``config.skip_nonfinite``); they count in ``step``.
     """
 
     config: TrainConfig
@@ -44,6 +46,7 @@ class TrainResult:
     train_log: list[TrainRecord]
     vocab_size: int
     step: int
+    skipped_steps: int = 0
 
 
 class TrainingInterrupted(KeyboardInterrupt):
