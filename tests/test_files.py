@@ -9,6 +9,9 @@ import pytest
 
 from crossent.files import (
     check_outputs,
+    readable_folder,
+    recover_folder,
+    staging_folder,
     write_bytes_atomically,
     write_folder_atomically,
     write_text_atomically,
@@ -83,3 +86,20 @@ def test_outputs_may_not_overwrite_inputs_or_each_other(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is a folder, not a file"):
         check_outputs([], [str(tmp_path)])
     check_outputs(["-", str(source)], [None, str(tmp_path / "a.json")])
+
+
+def test_a_folder_left_between_two_renames_is_put_back(tmp_path: Path) -> None:
+    """What a process killed inside ``replace_folder`` leaves: the target renamed aside and the
+    new version in its staging folder, or a half-written staging folder."""
+    target = tmp_path / "last"
+    target.mkdir()
+    (target / "weights").write_bytes(b"step 4")
+    staging = staging_folder(target)
+    (staging / "weights").write_bytes(b"step 5, half")
+    os.replace(target, tmp_path / ".last-old")  # the kill came after the first rename
+    assert readable_folder(target) == tmp_path / ".last-old"
+    recover_folder(target)
+    assert (target / "weights").read_bytes() == b"step 4"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["last"]
+    recover_folder(target)  # a whole folder is left as it is
+    assert (target / "weights").read_bytes() == b"step 4"

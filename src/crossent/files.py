@@ -94,6 +94,28 @@ def replace_folder(staging: Path, folder: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def recover_folder(folder: Path) -> None:
+    """Undo what a process killed inside :func:`write_folder_atomically` left of ``folder``.
+
+    Killed between :func:`replace_folder`'s two renames, ``folder`` is missing and its previous
+    version waits as ``.NAME-old``: it is put back. Its staging folders (``.NAME-*``), whole or
+    half-written, are removed. Only for folders no other process is writing now (a training run
+    calls it on its own folder under its lock).
+    """
+    old = folder.with_name(f".{folder.name}-old")
+    if not folder.exists() and old.is_dir():
+        os.replace(old, folder)
+    for leftover in folder.parent.glob(f".{folder.name}-*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def readable_folder(folder: Path) -> Path:
+    """``folder``, or the previous version a killed :func:`replace_folder` left beside it."""
+    old = folder.with_name(f".{folder.name}-old")
+    return old if not folder.exists() and old.is_dir() else folder
+
+
 def check_html_path(option: str, path: str | None) -> None:
     """Refuse an HTML output whose name does not end in ``.html`` (or ``.htm``)."""
     if path is not None and Path(path).suffix.lower() not in (".html", ".htm"):

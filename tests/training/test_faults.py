@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -171,3 +174,68 @@ def test_weights_turned_nan_stop_the_run_and_keep_last_and_best(
         if json.loads(line)["kind"] == "eval"
     ]
     assert evaluations == [0, 2]
+
+
+def _records(run: Path) -> list[dict[str, object]]:
+    """metrics.jsonl without the wall-clock seconds, which no two runs share."""
+    lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "elapsed_s"} for line in lines]
+
+
+def _evaluations(run: Path) -> int:
+    try:
+        return sum(record["kind"] == "eval" for record in _records(run))
+    except (OSError, ValueError):  # not written yet
+        return 0
+
+
+def _kill(process: subprocess.Popen[str], run: Path, while_saving: bool, delay: float) -> bool:
+    """SIGKILL ``process`` in the middle of writing a checkpoint (as soon as a staging folder of
+    last/ or best/ appears), or ``delay`` seconds after its next new evaluation (between
+    checkpoints, in the middle of a step); False when it ended first."""
+    seen = _evaluations(run)
+    while process.poll() is None:
+        if while_saving and (any(run.glob(".last-*")) or any(run.glob(".best-*"))):
+            break
+        if not while_saving and _evaluations(run) > seen:
+            time.sleep(delay)
+            break
+        time.sleep(0.002)
+    if process.poll() is not None:
+        return False
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    return True
+
+
+def test_sigkill_at_any_point_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    text = write_text(tmp_path)
+    flags = [*cli_flags(text), "--max-steps", "8", "--eval-every", "1"]
+    straight = _crossent("train", *flags, "--out", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr
+
+    run = tmp_path / "run"
+    rng = random.Random(15)
+    kills = 0
+    while True:
+        started = (run / "last").exists() or (run / ".last-old").exists()
+        command = ["--resume", str(run)] if started else [*flags, "--out", str(run)]
+        if not started and run.exists():
+            shutil.rmtree(run)  # killed before its first checkpoint: nothing to resume
+        process = subprocess.Popen(
+            [sys.executable, "-m", "crossent", "train", *command],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
+        )  # fmt: skip
+        killed = kills < 6 and _kill(process, run, kills % 2 == 0, rng.uniform(0.0, 0.3))
+        _, stderr = process.communicate(timeout=300)
+        if not killed:
+            assert process.returncode == 0, stderr
+            break
+        kills += 1
+    assert kills == 6
+    assert _records(run) == _records(tmp_path / "straight")
+    for name in ("last", "best"):
+        ours = (run / name / "model.safetensors").read_bytes()
+        assert ours == (tmp_path / "straight" / name / "model.safetensors").read_bytes(), name
+    leftovers = sorted(path.name for path in run.iterdir() if path.name.startswith("."))
+    assert leftovers == [LOCK_FILE]

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from crossent.files import write_folder_atomically
+from crossent.files import readable_folder, recover_folder, write_folder_atomically
 from crossent.training.config import RESUMABLE, TrainConfig
 from crossent.training.model import HiddenStates, TrainingModel
 from crossent.training.records import EvalHistory, EvalRecord, TrainRecord
@@ -166,10 +166,11 @@ def read_state(out: Path) -> dict[str, Any]:
         ValueError: ``out`` has no ``last/training_state.pt``, or the file is not a training
             state crossent wrote (corrupt, or carrying other objects).
     """
-    path = out / "last" / STATE_FILE
+    path = readable_folder(out / "last") / STATE_FILE
     if not path.is_file():
         raise ValueError(
-            f"cannot resume from {out}: no {path.relative_to(out)} (not a run folder?)"
+            f"cannot resume from {out}: no last/{STATE_FILE} (not a run folder, or a run "
+            "stopped before its first checkpoint: start it again)"
         )
     try:
         state = torch.load(path, weights_only=True)
@@ -210,11 +211,30 @@ def configuration(
             f"cannot resume {folder} with other settings: {', '.join(fixed)} differ from the "
             f"saved run's, and only {', '.join(RESUMABLE)} can change"
         )
+    recover_run(folder, done)
     config = dataclasses.replace(config, out=str(folder), decay_steps=done.config.schedule_steps)
     complete = done.completion(config, folder)
     if complete is not None:
         raise ValueError(complete)
     return config, folder, read_state(folder)
+
+
+def recover_run(out: Path, done: SavedRun) -> None:
+    """Make the run folder ``out`` whole again after its process was killed while saving.
+
+    ``last/`` and ``best/`` are each replaced as a whole (:func:`crossent.files.recover_folder`
+    puts back a previous version that a kill between two renames left aside, and removes
+    staging folders). ``best/`` is written just after ``last/`` when an evaluation is the best
+    so far, so a kill between the two leaves ``best/`` one best behind: it is made again from
+    ``last/`` whenever the saved state says ``last/`` is the best and ``best/`` is not it.
+    """
+    for name in ("last", "best"):
+        recover_folder(out / name)
+    best = EvalHistory(None, done.records).best
+    last, kept = out / "last" / STATE_FILE, out / "best" / STATE_FILE
+    last_is_best = best is not None and best.step == done.records[-1].step
+    if last_is_best and not (kept.is_file() and os.path.samefile(last, kept)):
+        link_copy(out / "last", out / "best")
 
 
 def save_checkpoint(folder: Path, model: TrainingModel, state: dict[str, Any]) -> None:
