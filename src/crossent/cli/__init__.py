@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from crossent.cli import bench, compare, evaluate, explain, lm_eval, sample, train
 from crossent.cli.arguments import EXIT_USAGE, Parser
 from crossent.extras import MissingExtraError, extra_for
-from crossent.failures import EXIT_FAILED, RunError
+from crossent.failures import EXIT_FAILED, RunError, exit_code_of, terminate_as_interrupt
 from crossent.version import __version__
 
-EXIT_INTERRUPTED = 130
 _COMMANDS = (bench, evaluate, compare, train, explain, sample, lm_eval)
 
 
@@ -38,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crossent`` console script; returns the exit code."""
     try:
         args = build_parser().parse_args(argv)
-        code: int = args.run(args)
+        with terminate_as_interrupt():
+            code: int = args.run(args)
     except MissingExtraError as error:
         print(f"crossent: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -58,9 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunError as error:  # the inputs were fine; the run could not go on
         print(f"crossent: error: {error}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print("crossent: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_code_of(interrupt)
     return code
 
 

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 # GPTConfig.PRESETS's names, repeated here because importing crossent.models.gpt imports
 # PyTorch, which --help must not; a test checks that the two agree.
 PRESETS = ("tiny", "cpu-small", "gpt2", "gpt2-medium")
-# The exit code of a run stopped by Ctrl-C (128 + SIGINT), as everywhere in crossent.
-EXIT_INTERRUPTED = 130
 # The flags a resumed run accepts besides --resume and --progress.
 RESUMABLE_FLAGS = (
     "max_steps", "max_minutes", "patience", "log_every", "tensorboard", "device", "skip_nonfinite",
@@ -277,6 +275,7 @@ def _train(args: argparse.Namespace, config: TrainConfig) -> int:
     import dataclasses
 
     from crossent.distributed import process_group
+    from crossent.failures import exit_code_of
     from crossent.report.progress import TokenProgress
     from crossent.report.training import write_training_pages
     from crossent.training import train
@@ -305,7 +304,7 @@ def _train(args: argparse.Namespace, config: TrainConfig) -> int:
         except TrainingInterrupted as interrupted:
             if rank == 0:
                 _interrupted(interrupted.result)
-            return EXIT_INTERRUPTED
+            return exit_code_of(interrupted)
         if rank != 0:
             return 0
     write_training_pages(result)

@@ -1,0 +1,43 @@
+"""SIGTERM and Ctrl-C during ``crossent eval``: exit 143 or 130, and every output either whole
+or absent, with no temporary file left (issue 15). A real process, a real signal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.parametrize(("sent", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_during_eval_leaves_no_output_and_no_temporary(
+    tmp_path: Path, sent: signal.Signals, code: int
+) -> None:
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    (outputs / "earlier.json").write_text('{"kept": true}')  # a user's file beside the outputs
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crossent", "eval", "--json", str(outputs / "eval.json"),
+         "--per-token", str(outputs / "tokens.jsonl"), "--report", str(outputs / "report.html")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # a background job ignores SIGINT, and a child inherits that: let this one take it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        time.sleep(8)  # loading or scoring: the default text takes minutes to score
+        assert process.poll() is None
+        process.send_signal(sent)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == "crossent: interrupted"
+    assert sorted(path.name for path in outputs.iterdir()) == ["earlier.json"]
+    assert (outputs / "earlier.json").read_text() == '{"kept": true}'
