@@ -14,11 +14,19 @@ could never be made (a file stands where a folder must be).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+
+from crossent.failures import RunError
+
+# Below this many free bytes after a failed write, the disk is taken to be what failed it:
+# PyTorch and safetensors report a full disk as their own errors, not as ENOSPC.
+FULL_DISK_BYTES = 1 << 20
 
 
 def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
@@ -36,6 +44,11 @@ def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> None:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    with full_disk_as_run_error(target):
+        _write_bytes(target, data)
+
+
+def _write_bytes(target: Path, data: bytes) -> None:
     handle, temporary = tempfile.mkstemp(
         dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
     )
@@ -71,7 +84,8 @@ def write_folder_atomically(
     """
     staging = staging_folder(target)
     try:
-        write(staging)
+        with full_disk_as_run_error(target):
+            write(staging)
         if done is None:
             replace_folder(staging, target)
             return
@@ -92,6 +106,30 @@ def replace_folder(staging: Path, folder: Path) -> None:
         os.replace(folder, old)
     os.replace(staging, folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def full_disk_as_run_error(target: Path) -> Iterator[None]:
+    """Turn a write into ``target`` that failed for lack of space into one line (a
+    :class:`~crossent.failures.RunError`: exit code 1) saying so and what was kept.
+
+    A full disk is an ``OSError`` with ``ENOSPC`` (or ``EDQUOT``, ``EFBIG``) from Python's own
+    writes, but PyTorch's ``torch.save`` and safetensors raise errors of their own; so any error
+    after which the target's file system has under :data:`FULL_DISK_BYTES` free counts too.
+    """
+    try:
+        yield
+    except Exception as error:
+        full = isinstance(error, OSError) and error.errno in (
+            errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
+        )  # fmt: skip
+        free = shutil.disk_usage(next(p for p in (target, *target.parents) if p.exists())).free
+        if not (full or free < FULL_DISK_BYTES):
+            raise
+        kept = f"the earlier {target.name} is kept" if target.exists() else "nothing was written"
+        raise RunError(
+            f"cannot write {target}: no space left on its disk ({free:,} bytes free); {kept}"
+        ) from None
 
 
 def recover_folder(folder: Path) -> None:
