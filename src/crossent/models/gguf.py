@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,8 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from crossent.files import write_folder_atomically, write_text_atomically
+from crossent.checksums import verify_checksums, write_checksums
+from crossent.files import staging_folder, write_folder_atomically, write_text_atomically
 from crossent.models.errors import first_line
 
 __all__ = [
@@ -178,11 +180,25 @@ def gguf_cache_dir(gguf_file: str | os.PathLike[str]) -> Path:
 def converted_gguf(gguf_file: Path) -> Path:
     """The cached model directory of ``gguf_file``, converting the file the first time.
 
+    An entry whose files no longer match the checksums written with them
+    (:mod:`crossent.checksums`: truncated, changed on disk) is moved out of the way with a
+    warning and converted again, so a damaged cache never gives a wrong model.
+
     Raises:
         ValueError: transformers cannot load ``gguf_file`` (the cache is left without an
             entry).
     """
     cached = gguf_cache_dir(gguf_file)
+    if (cached / "config.json").is_file():
+        try:
+            verify_checksums(cached)
+        except ValueError as error:
+            logger.warning("the model cache entry is damaged (%s); converting %s again",
+                           error, gguf_file)  # fmt: skip
+            aside = staging_folder(cached)
+            with contextlib.suppress(FileNotFoundError):  # another process moved it first
+                os.replace(cached, aside)
+            shutil.rmtree(aside, ignore_errors=True)
     if not (cached / "config.json").is_file():
         logger.info("converting %s once (about 30 s); caching it in %s", gguf_file, cached)
         write_folder_atomically(
@@ -220,3 +236,4 @@ def _convert(path: Path, folder: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    write_checksums(folder)

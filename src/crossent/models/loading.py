@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from crossent.checksums import verify_checksums
 from crossent.distributed import default_device
 from crossent.models import checkpoint, gguf, huggingface
 from crossent.models.protocol import CausalLM
@@ -86,6 +87,7 @@ def _load(
     name = os.fspath(spec)
     path = Path(name).expanduser()
     if path.is_dir():
+        verify_checksums(path)  # a folder crossent wrote: no damaged file loads
         if (path / checkpoint.CONFIG_FILE).is_file():
             return checkpoint.load_gpt(name, device=device, dtype=dtype)
         if not (path / "config.json").is_file():

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from crossent.checksums import verify_checksums, write_checksums
 from crossent.files import readable_folder, recover_folder, write_folder_atomically
 from crossent.training.config import RESUMABLE, TrainConfig
 from crossent.training.model import HiddenStates, TrainingModel
@@ -173,6 +174,10 @@ def read_state(out: Path) -> dict[str, Any]:
             "stopped before its first checkpoint: start it again)"
         )
     try:
+        verify_checksums(path.parent, names=[STATE_FILE])
+    except ValueError as error:
+        raise ValueError(f"cannot resume from {out}: {error}") from None
+    try:
         state = torch.load(path, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -249,6 +254,7 @@ def save_checkpoint(folder: Path, model: TrainingModel, state: dict[str, Any]) -
             model.trainable.model.save_pretrained(staging)
             model.tokenizer_files.save_pretrained(staging)
         torch.save(state, staging / STATE_FILE)
+        write_checksums(staging)
 
     write_folder_atomically(folder, write)
 
