@@ -8,6 +8,7 @@ off for the length of a load, and puts the user's setting back afterwards.
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -238,10 +239,19 @@ def _from_pretrained(
     quantisation: str | None = None,
 ) -> HFCausalLM:
     try:
+        # trust_remote_code stays False: a model folder never runs code of its own here.
+        config = AutoConfig.from_pretrained(source, local_files_only=local_files_only)
+        check_size(config, name, dtype, device)
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
         model = AutoModelForCausalLM.from_pretrained(
             source, local_files_only=local_files_only, dtype=dtype
         )
+    except pickle.UnpicklingError:
+        raise ValueError(
+            f"{name!r}: its pickle weights (pytorch_model.bin) hold more than tensors, and "
+            "crossent reads pickles only in PyTorch's weights-only mode: refused; save the "
+            "model as safetensors (save_pretrained's default) from a trusted copy"
+        ) from None
     except (OSError, ValueError, KeyError) as error:
         raise ValueError(
             f"{name!r} is not a causal LM transformers can load: {first_line(error)}"
@@ -253,6 +263,46 @@ def _from_pretrained(
         description=description,
         quantisation=quantisation,
     )
+
+
+def check_size(
+    config: transformers.PretrainedConfig, name: str, dtype: torch.dtype, device: torch.device
+) -> None:
+    """Refuse, before allocating anything, a model whose weights would not fit in memory.
+
+    The parameters are counted on PyTorch's meta device (shapes, no storage), so a config that
+    asks for absurd sizes costs nothing to check; the limit is the memory available now (CUDA's
+    free memory on a GPU, else ``MemAvailable``). An architecture that cannot be built on the
+    meta device is not checked here.
+
+    Raises:
+        ValueError: the weights would need more bytes than are available.
+    """
+    try:
+        with torch.device("meta"):
+            skeleton = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+    except Exception:  # a guard only: loading reports the real error
+        return
+    needed = sum(parameter.numel() for parameter in skeleton.parameters()) * dtype.itemsize
+    available = _available_bytes(device)
+    if available is not None and needed > available:
+        raise ValueError(
+            f"{name!r}: its config.json describes {needed / dtype.itemsize:,.0f} parameters, "
+            f"{needed / 2**30:,.1f} GiB in {str(dtype).removeprefix('torch.')}, more than the "
+            f"{available / 2**30:,.1f} GiB available on {device}: refused before allocating"
+        )
+
+
+def _available_bytes(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def dtype_name(tensor: torch.Tensor) -> str:
