@@ -209,9 +209,8 @@ class CrossentLM(TemplateLM):  # type: ignore[misc]  # lm-eval has no type hints
         seed = torch.initial_seed() if self.seed is None else self.seed
         groups: dict[str, list[int]] = {}
         for number, request in enumerate(requests):
-            groups.setdefault(json.dumps(request.args[1], sort_keys=True, default=repr), []).append(
-                number
-            )
+            settings_key = json.dumps(request.args[1], sort_keys=True, default=repr)
+            groups.setdefault(settings_key, []).append(number)
         repeats: Counter[str] = Counter()
         answers = [""] * len(requests)
         for numbers in groups.values():
