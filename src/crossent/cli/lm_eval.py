@@ -24,8 +24,10 @@ def add_parser(commands: Commands) -> None:
         "(--tasks, --include_path, --model_args pretrained=MODEL, --batch_size, "
         "--output_path...). MODEL is whatever crossent eval --model takes (default: the "
         "embedded smollm2-135m); model args: pretrained, dtype (float32, bfloat16, float16), "
-        "device, batch_size (an integer), max_length (default: the model's context). "
-        "Loglikelihood and rolling-loglikelihood tasks are supported, generation is not. "
+        "device, batch_size (an integer, or auto: as many rows as the memory holds, at most "
+        "max_batch_size), max_length (default: the model's context), max_gen_toks (default "
+        "256), seed (for sampled generation; default: lm-eval's --seed). Loglikelihood, "
+        "rolling-loglikelihood and generate_until tasks are supported. "
         "lm-eval's own help: crossent lm-eval run --help.",
         prefix_chars="\x00",
         add_help=False,

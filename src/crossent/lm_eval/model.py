@@ -20,19 +20,43 @@ What it computes is what lm-eval's own ``hf`` model (``HFLM``) computes, request
   here too), unless the text already starts with the prefix token's text; a crossent GPT's
   tokenizer adds no special token. The prefix token is BOS, else EOS.
 
-``generate_until`` is not supported: it raises ``NotImplementedError`` in one line.
+* ``generate_until``: crossent's own decoding (:mod:`crossent.lm_eval.generation`), greedy
+  unless a request asks to sample, with ``HFLM``'s reading of ``until``, ``max_gen_toks``,
+  ``do_sample`` and ``temperature``; the context is encoded as a loglikelihood context is (an
+  empty one becomes the prefix token) and truncated from the left to
+  ``max_length - max_gen_toks`` tokens. Greedy answers equal ``HFLM``'s. A sampled answer
+  comes from a generator of its own, seeded from ``seed``, the request and its repeat number
+  (:func:`~crossent.lm_eval.generation.request_seed`): the same seed gives the same answers
+  whatever the batch size or the order of the requests; the default seed is
+  ``torch.initial_seed()``, which lm-eval's ``--seed`` sets (its fourth value, 1234 unless
+  told), so the answers follow ``--seed`` as ``HFLM``'s do. The draws differ from
+  ``HFLM``'s, whose generator is the global one, shared by every request in turn.
+
+``batch_size`` is an integer, or ``auto`` (``auto:N`` alike): each batch then holds as many
+rows as an estimate of the trunk's memory fits in half the memory available, at most
+``max_batch_size`` (:mod:`crossent.lm_eval.batching` has the rule). It never changes a result.
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
+from lm_eval.models.utils import postprocess_generated_text
 
 from crossent.data import Window, rolling_windows
+from crossent.lm_eval.batching import MemoryBudget, parse_batch_size
+from crossent.lm_eval.generation import (
+    DEFAULT_MAX_GEN_TOKS,
+    generate_rows,
+    read_settings,
+    request_seed,
+)
 from crossent.losses.linear import linear_cross_entropy_with_stats
 from crossent.models import load_model
 from crossent.models.protocol import CausalLM
@@ -53,16 +77,20 @@ class CrossentLM(TemplateLM):  # type: ignore[misc]  # lm-eval has no type hints
         dtype: ``float32`` (default), ``bfloat16`` or ``float16``, as a name or a torch dtype.
         device: ``cpu``, ``cuda``, ``cuda:1``...; default: CUDA when present. CUDA asked for
             on a machine without it means the CPU, as lm-eval's ``hf`` model does.
-        batch_size: Requests (or rolling windows) per forward pass; an integer.
+        batch_size: Requests (or rolling windows, or rows generated together) per forward
+            pass: an integer, or ``auto`` / ``auto:N``, as many as fit (the module docstring).
         max_length: The most tokens one forward pass reads; default: the model's context.
-        max_batch_size: Accepted because lm-eval always passes it; used with
-            ``batch_size=auto`` only, which is not supported.
+        max_batch_size: The most rows ``batch_size=auto`` puts in a batch; default 64.
         add_bos_token: As ``HFLM``'s: force the Hugging Face tokenizer to add (or not add)
             its special tokens; default: the tokenizer's own choice.
+        max_gen_toks: The most tokens ``generate_until`` writes for a request that does not
+            say; default 256, as ``HFLM``'s.
+        seed: Seeds the sampled answers of ``generate_until``; default
+            ``torch.initial_seed()`` when generation starts.
 
     Raises:
         ValueError: an unknown ``dtype``, a ``batch_size`` that is not a positive integer,
-            or a ``max_length`` outside ``[1, the model's context]``.
+            ``auto`` or ``auto:N``, or a ``max_length`` outside ``[1, the model's context]``.
 
     Example:
         >>> import lm_eval  # doctest: +SKIP
@@ -80,10 +108,11 @@ class CrossentLM(TemplateLM):  # type: ignore[misc]  # lm-eval has no type hints
         max_length: int | None = None,
         max_batch_size: int | None = None,
         add_bos_token: bool | None = None,
+        max_gen_toks: int = DEFAULT_MAX_GEN_TOKS,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
-        del max_batch_size  # only for batch_size=auto
-        self.batch_size = _batch_size(batch_size)
+        fixed = parse_batch_size(batch_size)
         if isinstance(pretrained, CausalLM):
             self.model = pretrained
         else:
@@ -95,7 +124,18 @@ class CrossentLM(TemplateLM):  # type: ignore[misc]  # lm-eval has no type hints
                 f"max_length {self.max_length} is outside [1, {context}] (the model's context)"
             )
         self.add_bos_token = add_bos_token
+        self.max_gen_toks = int(max_gen_toks)
+        self.seed = seed
         self._encode = _encoder(self.model, self.prefix_token_id, add_bos_token)
+        self._budget = None if fixed else MemoryBudget.of(self.model, max_batch_size)
+        self.batch_size = fixed or self.rows_per_batch(self.max_length)
+
+    def rows_per_batch(self, length: int) -> int:
+        """Rows of up to ``length`` tokens in one forward pass: ``batch_size``, or with
+        ``auto`` what the memory estimate allows (:mod:`crossent.lm_eval.batching`)."""
+        if self._budget is None:
+            return self.batch_size
+        return self._budget.rows(length)
 
     @property
     def eot_token_id(self) -> int:
@@ -156,10 +196,79 @@ class CrossentLM(TemplateLM):  # type: ignore[misc]  # lm-eval has no type hints
         return totals
 
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
-        raise NotImplementedError(
-            "the crossent model scores text (loglikelihood, loglikelihood_rolling) but does not "
-            "generate: run generative tasks with lm-eval's hf model"
-        )
+        """The answer to each ``(context, gen_kwargs)`` request (the module docstring).
+
+        Requests with the same ``gen_kwargs`` are generated together, longest context first,
+        as ``HFLM`` orders them; a batch's rows are counted from its longest context plus
+        ``max_gen_toks``.
+
+        Raises:
+            ValueError: a generation setting the crossent model does not implement or that is
+                out of range, or ``max_gen_toks`` that leaves no room for a context.
+        """
+        seed = torch.initial_seed() if self.seed is None else self.seed
+        groups: dict[str, list[int]] = {}
+        for number, request in enumerate(requests):
+            settings_key = json.dumps(request.args[1], sort_keys=True, default=repr)
+            groups.setdefault(settings_key, []).append(number)
+        repeats: Counter[str] = Counter()
+        answers = [""] * len(requests)
+        for numbers in groups.values():
+            gen_kwargs = requests[numbers[0]].args[1]
+            settings = read_settings(gen_kwargs, self.max_gen_toks, self._eos_text)
+            room = self.max_length - settings.max_gen_toks
+            if room < 1:
+                raise ValueError(
+                    f"max_gen_toks {settings.max_gen_toks} leaves no room for a context in "
+                    f"max_length {self.max_length}"
+                )
+            contexts = {n: self._context_ids(requests[n].args[0], room) for n in numbers}
+            order = sorted(numbers, key=lambda n: -len(contexts[n]))
+            start = 0
+            while start < len(order):
+                rows = self.rows_per_batch(len(contexts[order[start]]) + settings.max_gen_toks)
+                batch = order[start : start + rows]
+                start += len(batch)
+                generators = None
+                if settings.temperature > 0:
+                    generators = self._generators([requests[n].args for n in batch], seed, repeats)
+                new = generate_rows(self.model, [contexts[n] for n in batch], settings, generators)
+                for n, ids in zip(batch, new, strict=True):
+                    answers[n] = postprocess_generated_text(self._decode(ids), settings.until, None)
+                    self.cache_hook.add_partial("generate_until", requests[n].args, answers[n])
+        return answers
+
+    def _generators(
+        self, arguments: list[tuple[str, dict[str, Any]]], seed: int, repeats: Counter[str]
+    ) -> list[torch.Generator]:
+        """One generator per request, seeded by :func:`request_seed` (``repeats`` counts the
+        requests seen before, so that a repeated request draws anew)."""
+        generators = []
+        for context, gen_kwargs in arguments:
+            key = json.dumps([context, gen_kwargs], sort_keys=True, default=repr)
+            generator = torch.Generator(self.device)
+            generator.manual_seed(request_seed(seed, context, gen_kwargs, repeats[key]))
+            repeats[key] += 1
+            generators.append(generator)
+        return generators
+
+    @property
+    def _eos_text(self) -> str:
+        """The EOS token's text, a stop string of every request as in ``HFLM``."""
+        return self.model.tokenizer.decode([self.eot_token_id])
+
+    def _context_ids(self, context: str, room: int) -> list[int]:
+        """A generation context's ids, the last ``room`` of them; an empty one is the prefix
+        token."""
+        return (self.tok_encode(context) or [self.prefix_token_id])[-room:]
+
+    def _decode(self, ids: list[int]) -> str:
+        """New ids as ``HFLM`` decodes them: the Hugging Face tokenizer's ``decode``, special
+        tokens skipped; crossent's own decoding for a tokenizer without one."""
+        hf_tokenizer = getattr(self.model.tokenizer, "hf_tokenizer", None)
+        if hf_tokenizer is None:
+            return self.model.tokenizer.decode(ids)
+        return str(hf_tokenizer.decode(ids, skip_special_tokens=True))
 
     def _request_window(self, context: list[int], continuation: list[int]) -> Window:
         """The forward pass of one request: input ``(context + continuation)[:-1]`` at most
@@ -190,9 +299,11 @@ class CrossentLM(TemplateLM):  # type: ignore[misc]  # lm-eval has no type hints
             groups.setdefault(tuple(window.tokens), []).append(index)
         inputs = sorted(groups, key=lambda tokens: -len(tokens))
         sums: list[tuple[float, int, int]] = [(0.0, 0, 0)] * len(windows)
+        start = 0
         with torch.inference_mode():
-            for start in range(0, len(inputs), self.batch_size):
-                batch = inputs[start : start + self.batch_size]
+            while start < len(inputs):
+                batch = inputs[start : start + self.rows_per_batch(len(inputs[start]))]
+                start += len(batch)
                 members = [[windows[index] for index in groups[tokens]] for tokens in batch]
                 results = self._score_batch(batch, members)
                 indices = [index for tokens in batch for index in groups[tokens]]
@@ -271,16 +382,3 @@ def _dtype(dtype: str | torch.dtype) -> torch.dtype:
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     return DTYPES[dtype]
-
-
-def _batch_size(batch_size: int | str) -> int:
-    try:
-        value = int(batch_size)
-    except ValueError:
-        raise ValueError(
-            f"batch_size {batch_size!r} is not supported by the crossent model: give a "
-            "positive integer (it holds no logits, so a large batch fits)"
-        ) from None
-    if value < 1:
-        raise ValueError(f"batch_size {value} is not a positive integer")
-    return value
