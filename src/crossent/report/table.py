@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from crossent.metrics import NLLResult
-from crossent.report.numbers import format_metrics
+from crossent.report.numbers import format_metrics, format_metrics_with_errors
 
 if TYPE_CHECKING:  # importing evaluate imports transformers, which the benchmark does not need
     from crossent.bench import BenchRow
@@ -34,12 +34,14 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _metrics_row(name: str, metrics: NLLResult) -> list[str]:
-    return [name, *format_metrics(metrics).values()]
+    return [name, *format_metrics_with_errors(metrics).values()]
 
 
 def format_evaluation(result: EvaluationResult, *, model_description: str | None = None) -> str:
     """The model and the windows, then the table: one row per document, named by it, and a
-    ``total`` row when there are several (a lone document's row is its total).
+    ``total`` row when there are several (a lone document's row is its total). Nats and bits
+    per token, perplexity and bits per byte carry ``± one standard error`` per token
+    (:mod:`crossent.uncertainty`); :func:`format_uncertainty` says the rest.
 
     Args:
         result: what :func:`crossent.evaluation.evaluate` returned.
@@ -57,6 +59,31 @@ def format_evaluation(result: EvaluationResult, *, model_description: str | None
     model = f"model {result.model}" + (f": {model_description}" if model_description else "")
     windows = f"window {result.window}, stride {result.stride}, prefix {result.prefix}"
     return f"{model}\n{windows}\n{format_table(headers, rows)}"
+
+
+def format_uncertainty(result: EvaluationResult) -> list[str]:
+    """What the ± of the table are, and with several documents the bootstrap over them.
+
+    Example line: ``over documents (bootstrap, 1000 resamples, seed 0): 0.8822 ± 0.0120
+    bits/byte, 95% interval 0.8601 to 0.9068``.
+    """
+    lines = ["\u00b1: one standard error over tokens (delta method for perplexity, bits/byte)"]
+    boot = result.bootstrap
+    if boot is not None:
+        shown = [(boot.bits_per_byte, "bits/byte", 4), (boot.nats_per_token, "nats/token", 4)]
+        shown.append((boot.perplexity, "perplexity", 3))
+        parts = [
+            f"{estimate.value:.{digits}f} \u00b1 {estimate.standard_error:.{digits}f} {unit} "
+            f"({100 * estimate.level:g}% interval {estimate.low:.{digits}f} to "
+            f"{estimate.high:.{digits}f})"
+            for estimate, unit, digits in shown
+            if estimate is not None
+        ]
+        lines.append(
+            f"over documents (bootstrap of {boot.documents} documents, {boot.resamples} "
+            f"resamples, seed {boot.seed}): " + "; ".join(parts)
+        )
+    return lines
 
 
 def format_comparison(comparison: ComparisonResult) -> str:
