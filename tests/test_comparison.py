@@ -200,5 +200,5 @@ def test_compare_needs_two_models() -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "crossent: error: compare takes exactly two --model options, got 1"
+        "crossent: error: compare takes at least two --model options, got 1"
     ]
