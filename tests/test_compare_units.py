@@ -98,7 +98,7 @@ def test_terminal_json_and_page_agree_on_name_unit_and_values(
         assert "GGUF" not in weights[1]
     assert "both models: window 128, stride 128, prefix bos\n" in printed
     assert "KL(A || B) = sum_v p_A(v) ln(p_A(v) / p_B(v)) per token, nats" in printed
-    mean = re.search(r"^mean (\S+);", printed, re.MULTILINE)
+    mean = re.search(r"^mean (\S+) \u00b1 \S+;", printed, re.MULTILINE)
     assert mean is not None
     assert float(mean[1]) == pytest.approx(kl.mean().item(), rel=1e-4)
     assert "bits" not in printed.split("KL(A || B)", 1)[1]  # the token-by-token part is in nats

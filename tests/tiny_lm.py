@@ -26,7 +26,7 @@ def save_llama(
     seed: int,
     *,
     context: int = 128,
-    head_scale: float = 40.0,
+    head_scale: float = 10.0,
 ) -> Path:
     """A one-layer random Llama with ``tokenizer``, saved to ``folder``; returns ``folder``."""
     torch.manual_seed(seed)

@@ -70,6 +70,7 @@ _STYLE = (
 # page's policy allows it by the hash of this text, so it is read as it is, byte for byte.
 _SCRIPT = files("crossent.report").joinpath("heatmap.js").read_text(encoding="utf-8")
 
+# Every other set (a model of several, "m0", "m1", ...) is coloured by surprisal.
 _COLOURED_BY = {"e": "surprisal", "a": "surprisal", "b": "surprisal", "d": "change in loss"}
 
 
@@ -137,10 +138,11 @@ def heatmap(name: str, key: str, first: int, spans: list[str], note: str = "") -
     """One document's text; its spans are entries ``first``, ``first + 1``, ... of set ``key``."""
     if not spans:
         return f'<h3>{escape(name)}</h3><p class="note">No scored tokens.</p>'
+    coloured_by = _COLOURED_BY.get(key, "surprisal")
     return (
         f"<h3>{escape(name)}</h3>{note}"
         f'<div class="heat" data-set="{key}" data-first="{first}" tabindex="0" '
-        f'aria-label="{escape(name)}: tokens coloured by {_COLOURED_BY[key]}; arrow keys move '
+        f'aria-label="{escape(name)}: tokens coloured by {coloured_by}; arrow keys move '
         f'between tokens">{"".join(spans)}</div>'
     )
 

@@ -151,8 +151,9 @@ def format_kl(kl: KLSummary) -> str:
     percentiles = ", ".join(f"{name} {value:.4g}" for name, value in kl.percentiles.items())
     lines = [
         f"{KL_FORMULA} per token, {TOKEN_UNIT} (A the reference), over {kl.tokens} tokens:",
-        f"mean {kl.mean:.6g}; {percentiles}",
-        f"mean {_pm(kl.mean, kl.mean_se, '.6f')}",
+        f"mean {kl.mean:.6g}"
+        + ("" if kl.mean_se is None else f" \u00b1 {kl.mean_se:.2g}")
+        + f"; {percentiles}",
         f"top-1 agreement: {100 * kl.top1_agreement:.2f}%"
         + ("" if kl.top1_agreement_se is None else f" \u00b1 {100 * kl.top1_agreement_se:.2f}%"),
     ]
