@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ from crossent.cli import main
 from crossent.comparison import compare, compare_models
 from crossent.data import Document
 from crossent.models import load_model
+from crossent.report.comparison_page import render_comparison_report
+from crossent.report.table import format_comparison
 from report.parsing import ParsedPage
 from tiny_lm import bpe, log_probs, save_llama, token_nats
 
@@ -291,3 +294,36 @@ def test_two_models_print_the_difference_and_write_it(
 def test_a_lone_model_is_refused_in_the_library() -> None:
     with pytest.raises(ValueError, match="at least two models"):
         compare_models([], [])
+
+
+def test_across_tokenizers_the_differences_line_up_on_the_same_characters(
+    tiny: Tiny, tmp_path: Path
+) -> None:
+    """Segments where both tokenizations cut the text: each model's whole tokens inside."""
+    text = TEXTS[0]
+    result = compare(
+        load_model(tiny.a, device="cpu"), load_model(tiny.d, device="cpu"), _documents([text])
+    )
+    cuts = {}
+    for key, folder, tokenizer in (("a", tiny.a, tiny.shared), ("d", tiny.d, tiny.other)):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        sizes = [len(str(tokenizer.decode([token])).encode()) for token in ids]
+        ends = np.cumsum([0, *sizes])
+        nats = np.concatenate([[0.0], np.cumsum(token_nats(folder, tokenizer, text).numpy())])
+        cuts[key] = dict(zip(ends.tolist(), nats.tolist(), strict=True))
+    common = sorted(set(cuts["a"]) & set(cuts["d"]))
+    assert len(common) > 3  # the two tokenizations differ but share some cuts
+    assert len(result.segments) == len(common) - 1
+    for segment, (start, end) in zip(result.segments, pairwise(common), strict=True):
+        assert (segment.start, segment.bytes) == (start, end - start)
+        assert segment.text == text.encode()[start:end].decode()
+        assert segment.nats_a == pytest.approx(cuts["a"][end] - cuts["a"][start], abs=1e-4)
+        assert segment.nats_b == pytest.approx(cuts["d"][end] - cuts["d"][start], abs=1e-4)
+    assert "".join(segment.text for segment in result.segments) == text
+    changes = [abs(s.nats_b - s.nats_a) for s in result.segments]
+    assert abs(result.largest_segments[0].nats_b - result.largest_segments[0].nats_a) == max(
+        changes
+    )
+    page = ParsedPage(render_comparison_report(result))
+    assert len(page.rows["largest-segments"]) == 1 + len(result.largest_segments)
+    assert "where they differ most" in format_comparison(result)

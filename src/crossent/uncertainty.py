@@ -146,7 +146,7 @@ class DocumentBootstrap:
 
 def _replicate_estimate(value: float, replicates: np.ndarray, level: float) -> Estimate:
     low, high = np.percentile(replicates, [50 * (1 - level), 50 * (1 + level)])
-    return Estimate(value, float(replicates.std(ddof=1)), float(low), float(high), level)
+    return Estimate(float(value), float(replicates.std(ddof=1)), float(low), float(high), level)
 
 
 def bootstrap_documents(

@@ -20,9 +20,11 @@ distribution, of predicting with B's. It and each token's loss (``-ln p``) and c
 statistics; only the per-byte headline and its difference are in bits (bits per byte).
 
 :mod:`crossent.comparison.run` runs a comparison, :mod:`crossent.comparison.statistics` derives
-its numbers, :mod:`crossent.comparison.records` holds them.
+its numbers, :mod:`crossent.comparison.aligned` lines up models with different tokenizers on the
+same characters, :mod:`crossent.comparison.records` holds the results.
 """
 
+from crossent.comparison.aligned import SegmentDifference, aligned_segments
 from crossent.comparison.records import (
     DELTA_P_PERCENTILES,
     KL_FORMULA,
@@ -58,7 +60,9 @@ __all__ = [
     "KLSummary",
     "ModelsComparison",
     "PerplexityRatio",
+    "SegmentDifference",
     "TokenDifference",
+    "aligned_segments",
     "byte_surprisal",
     "compare",
     "compare_models",

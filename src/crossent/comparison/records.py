@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from crossent.comparison.aligned import SegmentDifference
     from crossent.evaluation import EvaluationResult
     from crossent.uncertainty import PairedDifference
 
@@ -152,6 +153,9 @@ class ComparisonResult:
             too few units to pair (one byte block, one token).
         token_window: the window and stride of the token-by-token pass (the smaller of the
             two models' windows, so that both see the same context), or None without one.
+        segments: without a shared tokenizer, every stretch of text both models score with
+            whole tokens (:mod:`crossent.comparison.aligned`), in document order.
+        largest_segments: those with the largest ``|nats_b - nats_a|``, largest first.
     """
 
     a: EvaluationResult
@@ -162,6 +166,8 @@ class ComparisonResult:
     differences: list[TokenDifference] = field(default_factory=list)
     difference: PairedDifference | None = None
     token_window: tuple[int, int] | None = None
+    segments: list[SegmentDifference] = field(default_factory=list)
+    largest_segments: list[SegmentDifference] = field(default_factory=list)
 
     def pair_dict(self) -> dict[str, Any]:
         """The comparison's own part of the JSON: everything but the two evaluations."""
@@ -175,6 +181,7 @@ class ComparisonResult:
             else {"window": self.token_window[0], "stride": self.token_window[1]},
             "kl": None if self.kl is None else asdict(self.kl),
             "largest": [asdict(difference) for difference in self.largest],
+            "largest_segments": [asdict(segment) for segment in self.largest_segments],
         }
 
     def to_dict(self) -> dict[str, Any]:

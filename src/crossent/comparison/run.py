@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from crossent.comparison.aligned import aligned_segments
 from crossent.comparison.records import ComparisonResult, ModelsComparison, TokenDifference
 from crossent.comparison.statistics import DEFAULT_BLOCK_BYTES, kl_summary, paired_bits_per_byte
 from crossent.data import Text
@@ -133,7 +134,12 @@ def compare_models(
         shared = _shared_tokenizer(reference, model, a, b)
         difference = paired_bits_per_byte(a, b, shared_tokenizer=shared, block_bytes=block_bytes)
         if not shared:
-            pairs.append(ComparisonResult(a, b, False, None, difference=difference))
+            segments = aligned_segments(a, b)
+            ranked_segments = sorted(segments, key=lambda s: abs(s.nats_b - s.nats_a), reverse=True)
+            pair = ComparisonResult(a, b, False, None, difference=difference)
+            pairs.append(
+                replace(pair, segments=segments, largest_segments=ranked_segments[:largest])
+            )
             continue
         token_window = (min(a.window, b.window), min(a.stride, b.stride))
         differences = _differences(

@@ -95,10 +95,53 @@ def render_comparison_report(comparison: ComparisonResult, *, title: str | None 
         parts.append(
             '<p class="note">The two models tokenize the texts differently, so their tokens '
             "cannot be compared one by one: no KL divergence and no per-token differences. Bits "
-            "per byte remains comparable.</p>"
+            "per byte remains comparable.</p>",
         )
+        parts += _aligned_parts(comparison)
     parts += model_parts
     return heatmap_page(title, "\n".join(parts), payload if payload.sets else None)
+
+
+def _aligned_parts(comparison: ComparisonResult) -> list[str]:
+    """Across tokenizers: the text cut where both tokenizations cut it, coloured by B's minus
+    A's nats (:mod:`crossent.comparison.aligned`), and the stretches that differ most."""
+    if not comparison.segments:
+        return []
+    rows = "".join(
+        "<tr>"
+        + cell(comparison.a.documents[segment.document].name)
+        + cell(str(segment.start))
+        + f"<td><code>{escape(_visible(segment.text))}</code></td>"
+        + cell(f"{segment.nats_a:.4f}")
+        + cell(f"{segment.nats_b:.4f}")
+        + cell(f"{segment.nats_b - segment.nats_a:+.4f}")
+        + "</tr>"
+        for segment in comparison.largest_segments
+    )
+    headers = ["document", "byte", "text", "nats A", "nats B", "B \u2212 A, nats"]
+    head = "".join(f"<th>{escape(header)}</th>" for header in headers)
+    parts = [
+        "<h2>Where they differ, on the same characters</h2>",
+        '<p class="note">Each stretch below is text that both tokenizations cut at the same bytes, '
+        "so each model scores it with whole tokens; its colour is B\u2019s minus A\u2019s nats "
+        "(blue where B is more confident), and hovering shows both.</p>",
+        f'<table class="largest-segments"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+        "</table>",
+        difference_legend(),
+    ]
+    spans: dict[int, list[str]] = {}
+    for segment in comparison.segments:
+        title = f"A {segment.nats_a:.3f} nats, B {segment.nats_b:.3f} nats"
+        spans.setdefault(segment.document, []).append(
+            f'<span class="{difference_class(segment.nats_a, segment.nats_b)}" '
+            f'title="{escape(title)}">{escape_text(segment.text)}</span>'
+        )
+    for index, document in enumerate(comparison.a.documents):
+        parts.append(
+            f"<h3>{escape(document.name)}</h3>"
+            f'<div class="aligned">{"".join(spans.get(index, []))}</div>'
+        )
+    return parts
 
 
 def _windows(named: list[tuple[str, EvaluationResult]]) -> str:

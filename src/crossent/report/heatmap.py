@@ -49,7 +49,8 @@ _STYLE = (
     + "table.documents,table.largest{display:block;overflow-x:auto}"  # many columns, long names
     ".legend{display:flex;flex-wrap:wrap;gap:2px;align-items:center;font-size:12px}"
     ".legend span{padding:0 .4rem}"
-    ".heat{white-space:pre-wrap;overflow-wrap:anywhere;font:13px/1.7 ui-monospace,monospace;"
+    ".heat,.aligned{white-space:pre-wrap;overflow-wrap:anywhere;font:13px/1.7 ui-monospace,"
+    "monospace;"
     "border:1px solid #ddd;padding:.5rem}"
     ".heat:focus{outline:2px solid #4a80c0}"
     ".heat span:empty{padding:0 2px}"

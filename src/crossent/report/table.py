@@ -98,6 +98,8 @@ def format_comparison(comparison: ComparisonResult) -> str:
     kl = comparison.kl
     if kl is None:
         parts.append("The tokenizers differ: no per-token comparison (bits per byte still is).")
+        if comparison.largest_segments:
+            parts.append(_segments_table(comparison))
         return "\n\n".join(parts)
     parts.append(format_kl(kl))
     names = [document.name for document in comparison.a.documents]
@@ -119,6 +121,27 @@ def format_comparison(comparison: ComparisonResult) -> str:
     ]  # fmt: skip
     parts.append(f"largest changes in loss -ln p, {TOKEN_UNIT}:\n" + format_table(headers, largest))
     return "\n\n".join(parts)
+
+
+def _segments_table(comparison: ComparisonResult) -> str:
+    """The stretches of text both models score whole whose loss differs most, in nats."""
+    names = [document.name for document in comparison.a.documents]
+    rows = [
+        [
+            names[segment.document],
+            str(segment.start),
+            repr(segment.text),
+            f"{segment.nats_a:.4f}",
+            f"{segment.nats_b:.4f}",
+            f"{segment.nats_b - segment.nats_a:+.4f}",
+        ]
+        for segment in comparison.largest_segments
+    ]
+    headers = ["document", "byte", "text", "nats A", "nats B", "B - A, nats"]
+    return (
+        "where they differ most, on text both tokenizations cut at the same bytes (nats):\n"
+        + format_table(headers, rows)
+    )
 
 
 def _models_table(named: Sequence[tuple[str, EvaluationResult]]) -> str:
