@@ -48,13 +48,23 @@ def test_two_ranks_give_the_single_process_result(smollm2: HFCausalLM, tmp_path:
     assert two.stdout.count("window 16, stride 12") == 1  # only rank 0 reports
     single = json.loads((tmp_path / "one.json").read_text(encoding="utf-8"))
     sharded = json.loads((tmp_path / "two.json").read_text(encoding="utf-8"))
+    # sums added in another order: the sums and the errors from them agree to float64 rounding
+    rounded = {"nll_nats", "nats_per_token_se", "bits_per_token_se", "perplexity_se"}
+    rounded.add("bits_per_byte_se")
     for mine, theirs in zip(single["documents"], sharded["documents"], strict=True):
-        assert {k: v for k, v in mine.items() if k != "nll_nats"} == {
-            k: v for k, v in theirs.items() if k != "nll_nats"
+        assert {k: v for k, v in mine.items() if k not in rounded} == {
+            k: v for k, v in theirs.items() if k not in rounded
         }
-        assert theirs["nll_nats"] == pytest.approx(mine["nll_nats"], rel=1e-12)
+        for key in rounded:
+            assert theirs[key] == pytest.approx(mine[key], rel=1e-12), key
     for key, value in single["totals"].items():
         assert sharded["totals"][key] == pytest.approx(value, rel=1e-12), key
+    # the standard errors from the all-reduced sums of squares, and the same bootstrap
+    assert single["totals"]["bits_per_byte_se"] > 0
+    boot_one, boot_two = single["uncertainty"]["documents"], sharded["uncertainty"]["documents"]
+    assert (boot_two["resamples"], boot_two["seed"]) == (boot_one["resamples"], boot_one["seed"])
+    for unit in ("nats_per_token", "bits_per_byte", "perplexity"):
+        assert boot_two[unit] == pytest.approx(boot_one[unit], rel=1e-9), unit
     rows_one = (tmp_path / "one.jsonl").read_text(encoding="utf-8").splitlines()
     rows_two = (tmp_path / "two.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(rows_one) == single["totals"]["tokens"]

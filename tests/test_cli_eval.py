@@ -35,12 +35,14 @@ def test_eval_writes_the_documented_json(smollm2: HFCausalLM, tmp_path: Path) ->
     result = json.loads(out.read_text(encoding="utf-8"))
     assert set(result) == {
         "model", "window", "stride", "prefix", "provenance", "scoring", "documents", "totals",
+        "uncertainty",
     }  # fmt: skip
     assert (result["window"], result["stride"], result["prefix"]) == (128, 128, "bos")
     (document,) = result["documents"]
     metrics = {
         "tokens", "bytes", "words", "nll_nats", "nats_per_token", "bits_per_token",
         "perplexity", "bits_per_byte", "byte_perplexity", "word_perplexity", "accuracy",
+        "nats_per_token_se", "bits_per_token_se", "perplexity_se", "bits_per_byte_se",
     }  # fmt: skip
     assert set(document) == {"name", "unscored_bytes", "unscored_words", "truncated"} | metrics
     assert set(result["totals"]) == metrics
@@ -57,6 +59,14 @@ def test_eval_writes_the_documented_json(smollm2: HFCausalLM, tmp_path: Path) ->
     assert result["totals"]["bits_per_byte"] == pytest.approx(
         nll / len(TEXT.encode("utf-8")) / torch.log(torch.tensor(2.0)).item(), rel=1e-5
     )
+    # The standard error per token: the sample deviation of the float64 losses over sqrt(n).
+    losses = F.cross_entropy(logits, torch.tensor(ids), reduction="none")
+    se = losses.std().item() / len(ids) ** 0.5
+    assert result["totals"]["nats_per_token_se"] == pytest.approx(se, rel=1e-4)
+    assert result["totals"]["perplexity_se"] == pytest.approx(
+        losses.mean().exp().item() * se, rel=1e-4
+    )
+    assert result["uncertainty"]["documents"] is None  # one document: nothing to resample
 
 
 @pytest.mark.parametrize(

@@ -108,6 +108,21 @@ def test_a_perturbed_copy_against_float64(
     for side, nats in ((result.a, oracle.nats_a), (result.b, oracle.nats_b)):
         assert side.totals.bytes == len(TEXT.encode("utf-8"))
         assert side.totals.bits_per_byte == pytest.approx(_bits_per_byte(nats), rel=1e-5)
+    # B's minus A's bits per byte, paired over tokens: the sample deviation of the changes
+    changes = (oracle.nats_b - oracle.nats_a).numpy()
+    per_byte = math.log(2) * len(TEXT.encode("utf-8"))
+    assert result.difference is not None
+    assert result.difference.paired_over == "tokens"
+    assert result.difference.bits_per_byte == pytest.approx(changes.sum() / per_byte, rel=1e-4)
+    expected_se = math.sqrt(len(changes)) * changes.std(ddof=1) / per_byte
+    assert result.difference.standard_error == pytest.approx(expected_se, rel=1e-3)
+    # llama.cpp's statistics of the real model against its perturbed copy
+    assert result.kl.mean_se == pytest.approx(
+        oracle.kl.std().item() / math.sqrt(len(oracle.kl)), rel=1e-3
+    )
+    delta = (-oracle.nats_b).exp() - (-oracle.nats_a).exp()
+    assert result.kl.delta_p is not None
+    assert result.kl.delta_p.rms == pytest.approx(delta.square().mean().sqrt().item(), rel=1e-3)
 
 
 @pytest.mark.slow
@@ -200,5 +215,5 @@ def test_compare_needs_two_models() -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "crossent: error: compare takes exactly two --model options, got 1"
+        "crossent: error: compare takes at least two --model options, got 1"
     ]

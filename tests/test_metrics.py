@@ -283,6 +283,10 @@ def test_to_dict_has_every_field_by_name() -> None:
         "bits_per_byte",
         "byte_perplexity",
         "word_perplexity",
+        "nats_per_token_se",
+        "bits_per_token_se",
+        "perplexity_se",
+        "bits_per_byte_se",
     ]
     assert as_dict["nats_per_token"] == 1.0
     assert as_dict["perplexity"] == pytest.approx(math.e, rel=1e-15)

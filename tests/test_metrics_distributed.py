@@ -70,6 +70,7 @@ def _write_totals(path: Path, meter: NLLMeter, reduced: NLLMeter) -> None:
         "bytes": meter.bytes,
         "words": meter.words,
         "correct": meter.correct,
+        "nll_squared": meter.nll_squared,
     }
     path.write_text(
         json.dumps(
@@ -118,6 +119,9 @@ def test_all_reduce_sums_the_shards_on_every_process(
         values = totals["values"]
         assert totals["returned_self"], f"rank {rank}: all_reduce did not return the meter"
         assert values["nll_nats"] == pytest.approx(expected_nll, rel=1e-12, abs=0.0)
+        # the squares travel with the sums, so the standard errors are one process's
+        squared = math.fsum(nll * nll for nll, _, _, _ in _RECORDS)
+        assert values["nll_squared"] == pytest.approx(squared, rel=1e-12, abs=0.0)
         assert {name: values[name] for name in expected_counts} == expected_counts
         assert totals["types"] == {
             "nll_nats": "float",
@@ -125,6 +129,7 @@ def test_all_reduce_sums_the_shards_on_every_process(
             "bytes": "int",
             "words": "int",
             "correct": "int",
+            "nll_squared": "float",
         }
 
 

@@ -21,6 +21,9 @@ Conventions (the one place they are written down):
 * **Accumulation.** :class:`NLLMeter` sums NLL as a Python float (float64) and counts as Python
   ints, whatever the dtype of the tensors it is fed, so a long evaluation in bf16 loses nothing
   in the sum.
+* **Standard errors.** The meter also sums squared per-token losses, so :class:`NLLResult`
+  carries standard errors (formulas in :mod:`crossent.uncertainty`, llama.cpp's among them); a
+  meter fed only sums over several tokens does not know the squares, and its errors are None.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from torch import Tensor
 
 from crossent.distributed import all_sum_floats, is_initialized
 from crossent.failures import NonFiniteLossError
+from crossent.uncertainty import mean_standard_error
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -203,6 +207,12 @@ class NLLResult:
         bits_per_byte: ``nll_nats / (ln 2 * bytes)``; None when ``bytes`` is 0.
         byte_perplexity: ``e ** (nll_nats / bytes)``; None when ``bytes`` is 0.
         word_perplexity: ``e ** (nll_nats / words)``; None when ``words`` is 0.
+        nats_per_token_se: the standard error of ``nats_per_token``; None with fewer than two
+            tokens or when the squares of the losses are not known.
+        bits_per_token_se: ``nats_per_token_se / ln 2``.
+        perplexity_se: ``perplexity * nats_per_token_se`` (delta method).
+        bits_per_byte_se: ``tokens * nats_per_token_se / (ln 2 * bytes)`` (delta method, the
+            byte count held fixed); None also when ``bytes`` is 0.
     """
 
     tokens: int
@@ -217,6 +227,10 @@ class NLLResult:
     bits_per_byte: float | None
     byte_perplexity: float | None
     word_perplexity: float | None
+    nats_per_token_se: float | None = None
+    bits_per_token_se: float | None = None
+    perplexity_se: float | None = None
+    bits_per_byte_se: float | None = None
 
     def to_dict(self) -> dict[str, float | int | None]:
         """The fields by name, ready for JSON (``inf`` aside, which ``json`` writes as Infinity)."""
@@ -235,6 +249,21 @@ def _nll_sum(value: float | Tensor) -> float:
             "nll_nats is NaN; the loss it came from has diverged or read bad input"
         )
     return total
+
+
+def _squares(value: float | Tensor, tokens: int, given: float | None) -> float | None:
+    """The batch's sum of squared per-token losses, when it can be known."""
+    if given is not None:
+        return float(given)
+    if isinstance(value, Tensor) and value.numel() >= tokens:
+        return value.detach().double().square().sum().item()
+    if tokens <= 1:  # one token's square is the square of the sum
+        return float(value) ** 2
+    return None
+
+
+def _plus(left: float | None, right: float | None) -> float | None:
+    return None if left is None or right is None else left + right
 
 
 def _count(name: str, value: int | Tensor) -> int:
@@ -263,6 +292,9 @@ class NLLMeter:
         bytes: number of bytes the scored text spans.
         words: number of words the scored text spans.
         correct: number of scored tokens whose target was the top-1 prediction.
+        nll_squared: summed squares of the per-token losses, nats squared, for the standard
+            errors; None when some update gave only a sum over several tokens. A meter made
+            empty knows it (0.0); one made from totals alone does not.
 
     Example:
         >>> meter = NLLMeter()
@@ -278,6 +310,11 @@ class NLLMeter:
     bytes: int = 0
     words: int = 0
     correct: int = 0
+    nll_squared: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.nll_squared is None and self.tokens == 0 and self.nll_nats == 0.0:
+            self.nll_squared = 0.0
 
     def update(
         self,
@@ -287,6 +324,7 @@ class NLLMeter:
         bytes: int = 0,
         words: int = 0,
         correct: int | Tensor = 0,
+        nll_squared: float | None = None,
     ) -> None:
         """Adds one batch.
 
@@ -301,6 +339,10 @@ class NLLMeter:
             words: number of words the batch's scored text spans.
             correct: number of scored tokens predicted top-1, an int or an integer/bool tensor
                 that is summed.
+            nll_squared: the batch's summed squared per-token losses. None: the squares of a
+                tensor's elements when it holds at least ``tokens`` elements (per-token losses,
+                ignored ones 0), the square of a one-token batch's loss, else unknown (the
+                meter's standard errors become None).
 
         Raises:
             ValueError: a count is negative, ``correct`` exceeds ``tokens``, or ``nll_nats`` is NaN.
@@ -315,6 +357,7 @@ class NLLMeter:
             raise ValueError(
                 f"correct ({batch_correct}) cannot exceed tokens ({batch_tokens}) in one update"
             )
+        self.nll_squared = _plus(self.nll_squared, _squares(nll_nats, batch_tokens, nll_squared))
         self.nll_nats += batch_nll
         self.tokens += batch_tokens
         self.bytes += batch_bytes
@@ -327,6 +370,7 @@ class NLLMeter:
         Returns:
             This meter, so that ``total = NLLMeter().merge(a).merge(b)`` reads naturally.
         """
+        self.nll_squared = _plus(self.nll_squared, other.nll_squared)
         self.nll_nats += other.nll_nats
         self.tokens += other.tokens
         self.bytes += other.bytes
@@ -337,7 +381,7 @@ class NLLMeter:
     def all_reduce(self, group: ProcessGroup | None = None) -> NLLMeter:
         """Replaces this meter's totals by their sum over every process in ``group``.
 
-        Every process must call it (it is a collective). The five totals travel in one float64
+        Every process must call it (it is a collective). The six totals travel in one float64
         tensor through :func:`crossent.distributed.all_sum_floats` (on the current CUDA device
         when the group's backend is NCCL, on the CPU otherwise); counts stay exact while every
         total is below 2**53.
@@ -356,9 +400,12 @@ class NLLMeter:
                 "NLLMeter.all_reduce needs an initialised torch.distributed process group; call "
                 "torch.distributed.init_process_group first, or skip all_reduce in a single process"
             )
-        totals = [self.nll_nats, self.tokens, self.bytes, self.words, self.correct]
+        # An unknown sum of squares travels as NaN, so that it stays unknown in the total.
+        squares = math.nan if self.nll_squared is None else self.nll_squared
+        totals = [self.nll_nats, self.tokens, self.bytes, self.words, self.correct, squares]
         [summed] = all_sum_floats([totals], group)
-        nll, tokens, num_bytes, words, correct = summed
+        nll, tokens, num_bytes, words, correct, squared = summed
+        self.nll_squared = None if math.isnan(squared) else squared
         self.nll_nats = nll
         self.tokens = int(tokens)
         self.bytes = int(num_bytes)
@@ -378,6 +425,11 @@ class NLLMeter:
                 "check that update() was called with a non-zero token count"
             )
         nats_per_token = self.nll_nats / self.tokens
+        se = (
+            None
+            if self.nll_squared is None
+            else mean_standard_error(self.nll_nats, self.nll_squared, self.tokens)
+        )
         return NLLResult(
             tokens=self.tokens,
             bytes=self.bytes,
@@ -391,4 +443,10 @@ class NLLMeter:
             bits_per_byte=bits_per_byte(self.nll_nats, self.bytes) if self.bytes else None,
             byte_perplexity=byte_perplexity(self.nll_nats, self.bytes) if self.bytes else None,
             word_perplexity=word_perplexity(self.nll_nats, self.words) if self.words else None,
+            nats_per_token_se=se,
+            bits_per_token_se=None if se is None else nats_to_bits(se),
+            perplexity_se=None if se is None else perplexity(nats_per_token) * se,
+            bits_per_byte_se=bits_per_byte(self.tokens * se, self.bytes)
+            if se is not None and self.bytes
+            else None,
         )

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from crossent.report.evaluation_page import render_evaluation_report
     from crossent.report.per_token import write_per_token
     from crossent.report.progress import TokenProgress
-    from crossent.report.table import format_evaluation
+    from crossent.report.table import format_evaluation, format_uncertainty
 
     with process_group() as (rank, device):
         model = load(args.model, args, device)
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         if rank != 0:
             return 0
     print(format_evaluation(result, model_description=model.description))
-    for note in scoring_notes(result):
+    for note in [*format_uncertainty(result), *scoring_notes(result)]:
         print(note)
     write_output(args.json, lambda: json.dumps(result.to_dict(), indent=2) + "\n")
     if args.per_token is not None:

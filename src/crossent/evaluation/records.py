@@ -12,6 +12,12 @@ from typing import Any
 from crossent.data.stream import Prefix
 from crossent.data.tokens import show_bytes
 from crossent.metrics import NLLMeter, NLLResult
+from crossent.uncertainty import (
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    DocumentBootstrap,
+    bootstrap_documents,
+)
 
 
 @dataclass(frozen=True)
@@ -32,10 +38,17 @@ class DocumentScore:
     unscored_bytes: int = 0
     unscored_words: int = 0
     truncated: bool = False
+    nll_squared: float | None = None
+
+    def meter(self) -> NLLMeter:
+        """This document's sums as a meter, to merge into a total."""
+        return NLLMeter(
+            self.nll_nats, self.tokens, self.bytes, self.words, self.correct, self.nll_squared
+        )
 
     def result(self) -> NLLResult:
         """This document's metrics in every unit."""
-        return NLLMeter(self.nll_nats, self.tokens, self.bytes, self.words, self.correct).result()
+        return self.meter().result()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of one document in ``crossent eval --json``: sums and metrics."""
@@ -46,6 +59,23 @@ class DocumentScore:
             "unscored_words": self.unscored_words,
             "truncated": self.truncated,
         }
+
+
+def bootstrap_scores(
+    documents: Sequence[DocumentScore],
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> DocumentBootstrap | None:
+    """The seeded bootstrap over these documents (:func:`crossent.uncertainty.bootstrap_documents`);
+    None with fewer than two."""
+    return bootstrap_documents(
+        [document.nll_nats for document in documents],
+        [document.tokens for document in documents],
+        [document.bytes for document in documents],
+        resamples=resamples,
+        seed=seed,
+    )
 
 
 def _metrics_dict(metrics: NLLResult) -> dict[str, Any]:
@@ -182,7 +212,9 @@ class EvaluationResult:
     ``tokens`` holds one :class:`TokenScore` per scored token, in document order, when
     :func:`evaluate` was asked for per-token details; otherwise it is empty. ``stopped_early``
     says that ``max_tokens`` or ``max_documents`` left text unscored; ``provenance`` is None
-    only for a result built by hand.
+    only for a result built by hand. ``bootstrap`` is the seeded bootstrap over documents
+    (:func:`bootstrap_scores`), None with one document; the per-token standard errors are
+    ``totals``' ``*_se`` fields (:mod:`crossent.uncertainty`).
     """
 
     model: str
@@ -194,6 +226,7 @@ class EvaluationResult:
     tokens: list[TokenScore] = field(default_factory=list)
     provenance: Provenance | None = None
     stopped_early: bool = False
+    bootstrap: DocumentBootstrap | None = None
 
     @property
     def unscored_bytes(self) -> int:
@@ -217,4 +250,9 @@ class EvaluationResult:
             },
             "documents": [document.to_dict() for document in self.documents],
             "totals": _metrics_dict(self.totals),
+            "uncertainty": {
+                "per_token": "standard errors (*_se in totals) of the mean token loss, and by "
+                "the delta method of perplexity and bits per byte",
+                "documents": None if self.bootstrap is None else self.bootstrap.to_dict(),
+            },
         }

@@ -37,6 +37,7 @@ from crossent.evaluation.records import (
     Inputs,
     Provenance,
     TokenScore,
+    bootstrap_scores,
 )
 from crossent.metrics import NLLMeter
 from crossent.scoring import TokenDetail, TokenTexts, score_batch
@@ -143,8 +144,8 @@ def evaluate(
                 indices = [index for index, _ in batch]
                 windows = [win for _, win in batch]
                 sums, details = score_batch(model, windows, top_k if per_token else 0)
-                for index, (nll, count, correct) in zip(indices, sums, strict=True):
-                    meters[index].update(nll, count, correct=correct)
+                for index, (nll, count, correct, squared) in zip(indices, sums, strict=True):
+                    meters[index].update(nll, count, correct=correct, nll_squared=squared)
                 if per_token:
                     tokens.extend(_token_scores(stream, indices, windows, details, decoded))
             scored += scored_tokens(batch)
@@ -158,7 +159,7 @@ def evaluate(
     scores = _document_scores(stream, meters)
     total = NLLMeter()
     for score in scores:
-        total.merge(NLLMeter(score.nll_nats, score.tokens, score.bytes, score.words, score.correct))
+        total.merge(score.meter())
     provenance = Provenance(
         crossent_version=__version__,
         model=model.name,
@@ -171,8 +172,9 @@ def evaluate(
         max_documents=max_documents,
     )
     return EvaluationResult(
-        model.name, window, stride, prefix, scores, total.result(), tokens, provenance, stream.cut
-    )
+        model.name, window, stride, prefix, scores, total.result(), tokens, provenance, stream.cut,
+        bootstrap=bootstrap_scores(scores),
+    )  # fmt: skip
 
 
 def _document_scores(stream: DocumentStream, meters: list[NLLMeter]) -> list[DocumentScore]:
@@ -185,6 +187,7 @@ def _document_scores(stream: DocumentStream, meters: list[NLLMeter]) -> list[Doc
             count.words,
             meter.nll_nats,
             meter.correct,
+            nll_squared=meter.nll_squared,
             unscored_bytes=count.unscored_bytes,
             unscored_words=count.unscored_words,
             truncated=count.cut,
@@ -228,9 +231,16 @@ def _gather(
 ) -> tuple[list[NLLMeter], list[TokenScore]]:
     """Every rank's per-document sums added up, and every rank's token scores in order."""
     sums = all_sum_floats(
-        [[meter.nll_nats, meter.tokens, meter.correct] for meter in meters], group
+        [
+            [meter.nll_nats, meter.tokens, meter.correct, meter.nll_squared or 0.0]
+            for meter in meters
+        ],
+        group,
     )
-    meters = [NLLMeter(nll, int(count), correct=int(correct)) for nll, count, correct in sums]
+    meters = [
+        NLLMeter(nll, int(count), correct=int(correct), nll_squared=squared)
+        for nll, count, correct, squared in sums
+    ]
     # Every rank was given the same per_token, so all take part in the gather or none does.
     if per_token:
         tokens = sorted(

@@ -26,12 +26,14 @@ from crossent.report.heatmap import (
     score_heatmaps,
 )
 from crossent.report.histogram import histogram_bin_count, histogram_svg
+from crossent.report.numbers import with_error
 from crossent.report.page import cell
 from crossent.report.result_tables import documents_table, headline, summary_table
 from crossent.report.surprisal import difference_class, difference_legend, surprisal_legend
 
 if TYPE_CHECKING:
-    from crossent.comparison import ComparisonResult, KLSummary
+    from crossent.comparison import ComparisonResult, KLSummary, ModelsComparison
+    from crossent.evaluation import EvaluationResult
 
 # A heatmap set's index of each token, by (document, position), for each model's set ("a", "b").
 _Positions = dict[str, dict[tuple[int, int], int]]
@@ -63,17 +65,12 @@ def render_comparison_report(comparison: ComparisonResult, *, title: str | None 
     named = [("A", a), ("B", b)]
     parts = [
         f"<h1>{escape(title)}</h1>",
-        f"<p>A is <code>{escape(a.model)}</code>, B is <code>{escape(b.model)}</code>; both read "
-        f'the texts through windows of <span data-metric="window">{a.window}</span> tokens, '
-        f'stride <span data-metric="stride">{a.stride}</span>, prefix '
-        f'<span data-metric="prefix">{escape(a.prefix)}</span>. Token by token, A is the '
-        f"reference: {escape(KL_FORMULA)}, and every per-token number is in {TOKEN_UNIT}.</p>",
-        *(
-            f'<p class="note">{label}\'s weights: {escape(result.provenance.description)}</p>'
-            for label, result in named
-            if result.provenance is not None
-        ),
+        f"<p>A is <code>{escape(a.model)}</code>, B is <code>{escape(b.model)}</code>; "
+        f"{_windows(named)} Token by token, A is the reference: {escape(KL_FORMULA)}, and every "
+        f"per-token number is in {TOKEN_UNIT}.</p>",
+        *_weights(named),
         headline(named),
+        _difference(comparison),
         "<h2>Summary</h2>",
         summary_table(named),
     ]
@@ -98,10 +95,183 @@ def render_comparison_report(comparison: ComparisonResult, *, title: str | None 
         parts.append(
             '<p class="note">The two models tokenize the texts differently, so their tokens '
             "cannot be compared one by one: no KL divergence and no per-token differences. Bits "
-            "per byte remains comparable.</p>"
+            "per byte remains comparable.</p>",
         )
+        parts += _aligned_parts(comparison)
     parts += model_parts
     return heatmap_page(title, "\n".join(parts), payload if payload.sets else None)
+
+
+def _aligned_parts(comparison: ComparisonResult) -> list[str]:
+    """Across tokenizers: the text cut where both tokenizations cut it, coloured by B's minus
+    A's nats (:mod:`crossent.comparison.aligned`), and the stretches that differ most."""
+    if not comparison.segments:
+        return []
+    rows = "".join(
+        "<tr>"
+        + cell(comparison.a.documents[segment.document].name)
+        + cell(str(segment.start))
+        + f"<td><code>{escape(_visible(segment.text))}</code></td>"
+        + cell(f"{segment.nats_a:.4f}")
+        + cell(f"{segment.nats_b:.4f}")
+        + cell(f"{segment.nats_b - segment.nats_a:+.4f}")
+        + "</tr>"
+        for segment in comparison.largest_segments
+    )
+    headers = ["document", "byte", "text", "nats A", "nats B", "B \u2212 A, nats"]
+    head = "".join(f"<th>{escape(header)}</th>" for header in headers)
+    parts = [
+        "<h2>Where they differ, on the same characters</h2>",
+        '<p class="note">Each stretch below is text that both tokenizations cut at the same bytes, '
+        "so each model scores it with whole tokens; its colour is B\u2019s minus A\u2019s nats "
+        "(blue where B is more confident), and hovering shows both.</p>",
+        f'<table class="largest-segments"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+        "</table>",
+        difference_legend(),
+    ]
+    spans: dict[int, list[str]] = {}
+    for segment in comparison.segments:
+        title = f"A {segment.nats_a:.3f} nats, B {segment.nats_b:.3f} nats"
+        spans.setdefault(segment.document, []).append(
+            f'<span class="{difference_class(segment.nats_a, segment.nats_b)}" '
+            f'title="{escape(title)}">{escape_text(segment.text)}</span>'
+        )
+    for index, document in enumerate(comparison.a.documents):
+        parts.append(
+            f"<h3>{escape(document.name)}</h3>"
+            f'<div class="aligned">{"".join(spans.get(index, []))}</div>'
+        )
+    return parts
+
+
+def _windows(named: list[tuple[str, EvaluationResult]]) -> str:
+    """How the models read the texts: one sentence when they read them alike."""
+    first = named[0][1]
+    if len({(r.window, r.stride, r.prefix) for _, r in named}) == 1:
+        return (
+            f"{'both' if len(named) == 2 else 'all'} read the texts through windows of "
+            f'<span data-metric="window">{first.window}</span> tokens, stride '
+            f'<span data-metric="stride">{first.stride}</span>, prefix '
+            f'<span data-metric="prefix">{escape(first.prefix)}</span>.'
+        )
+    each = "; ".join(
+        f'{escape(label)} through windows of <span data-metric="window" data-model="{label}">'
+        f"{result.window}</span> tokens, stride {result.stride}, prefix {escape(result.prefix)}"
+        for label, result in named
+    )
+    return f"each reads the texts in its own window: {each}."
+
+
+def _weights(named: list[tuple[str, EvaluationResult]]) -> list[str]:
+    return [
+        f'<p class="note">{label}\'s weights: {escape(result.provenance.description)}</p>'
+        for label, result in named
+        if result.provenance is not None
+    ]
+
+
+def _difference(comparison: ComparisonResult) -> str:
+    """The paired difference of bits per byte in a sentence."""
+    if comparison.difference is None:
+        text = "Too little text to pair the two models' bits per byte (fewer than two units)."
+        return f'<p class="difference">{escape(text)}</p>'
+    difference = comparison.difference
+    return (
+        f'<p class="difference" data-metric="difference" '
+        f'data-distinguishable="{str(difference.distinguishable).lower()}">'
+        f"{escape(difference.sentence())}</p>"
+    )
+
+
+def render_models_report(comparison: ModelsComparison, *, title: str | None = None) -> str:
+    """One self-contained HTML page comparing several models on the same texts.
+
+    The page holds every model's bits per byte, a table ranked by it with each model's 95%
+    interval (over tokens, and over documents where there are several), each model against
+    the first (the reference) in a sentence, the models' summaries side by side, llama.cpp's
+    per-token statistics for every pair sharing a tokenizer, and each model's per-document
+    table, surprisal histogram (all on the same bins) and heatmaps.
+
+    Args:
+        comparison: what :func:`crossent.comparison.compare_models` returned.
+        title: the page title; default the models' names joined by "vs".
+
+    Returns:
+        The page.
+    """
+    results = comparison.results
+    title = title if title is not None else " vs ".join(result.model for result in results)
+    named = [(_label(index), result) for index, result in enumerate(results)]
+    payload = Payload()
+    parts = [
+        f"<h1>{escape(title)}</h1>",
+        f"<p>A, <code>{escape(results[0].model)}</code>, is the reference; {_windows(named)}</p>",
+        *_weights(named),
+        headline(named),
+        "<h2>Ranked by bits per byte</h2>",
+        _ranking_table(comparison),
+        *(_difference(pair) for pair in comparison.pairs),
+        "<h2>Summary</h2>",
+        summary_table(named),
+    ]
+    for (label, result), pair in zip(named[1:], comparison.pairs, strict=True):
+        if pair.kl is not None:
+            parts += [
+                f"<h2>A against {escape(label)} ({escape(result.model)}), token by token</h2>",
+                _kl_table(pair.kl),
+            ]
+    bins = histogram_bin_count(results)
+    for index, (label, result) in enumerate(named):
+        parts += [f"<h2>Model {label}: {escape(result.model)}</h2>", documents_table(result)]
+        if result.tokens:
+            heatmaps, _ = score_heatmaps(result, f"m{index}", payload)
+            parts += [histogram_svg(result.tokens, bins), surprisal_legend(), heatmaps]
+        else:
+            parts.append(NO_TOKENS_NOTE)
+    return heatmap_page(title, "\n".join(parts), payload if payload.sets else None)
+
+
+def _label(index: int) -> str:
+    return chr(ord("A") + index) if index < 26 else str(index)
+
+
+def _ranking_table(comparison: ModelsComparison) -> str:
+    """Rank, model, bits per byte ± standard error, its 95% interval, the bootstrap's."""
+    from crossent.uncertainty import z_value  # the page needs no numpy until it is made
+
+    z = z_value()
+    rows = []
+    for rank, index in enumerate(comparison.ranking(), start=1):
+        result = comparison.results[index]
+        value, error = result.totals.bits_per_byte, result.totals.bits_per_byte_se
+        interval = "-"
+        if value is not None and error is not None:
+            interval = f"{value - z * error:.4f} to {value + z * error:.4f}"
+        boot = None if result.bootstrap is None else result.bootstrap.bits_per_byte
+        label = _label(index)
+        rows.append(
+            "<tr>"
+            + cell(str(rank), metric="rank", model=label)
+            + cell(f"{label}: {result.model}", model=label)
+            + cell(with_error(value, error, 4), metric="bits_per_byte", model=label)
+            + cell(interval, metric="interval", model=label)
+            + cell(
+                "-" if boot is None else f"{boot.low:.4f} to {boot.high:.4f}",
+                metric="bootstrap_interval",
+                model=label,
+            )
+            + cell(str(result.window), metric="window", model=label)
+            + "</tr>"
+        )
+    headers = [
+        "rank", "model", "bits/byte \u00b1 standard error", "95% interval (over tokens)",
+        "95% interval (over documents)", "window",
+    ]  # fmt: skip
+    head = "".join(f"<th>{escape(header)}</th>" for header in headers)
+    return (
+        f'<table class="ranking"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _token_comparison(
@@ -133,10 +303,44 @@ def _kl_table(kl: KLSummary) -> str:
         for name, value in kl.percentiles.items()
     ]
     rows.append(("top-1 agreement", "top1_agreement", f"{kl.top1_agreement:.4f}"))
+    rows += _llama_cpp_rows(kl)
     body = "".join(
         f"<tr><th>{escape(label)}</th>{cell(value, metric=key)}</tr>" for label, key, value in rows
     )
     return f'<table class="kl"><tbody>{body}</tbody></table>'
+
+
+def _llama_cpp_rows(kl: KLSummary) -> list[tuple[str, str, str]]:
+    """The standard errors, Δp and perplexity-ratio rows of llama.cpp's --kl-divergence."""
+    rows = []
+    if kl.mean_se is not None:
+        rows.append((f"\u00b1 mean {KL_NAME} (standard error)", "kl_mean_se", f"{kl.mean_se:.4g}"))
+    if kl.top1_agreement_se is not None:
+        rows.append(("\u00b1 top-1 agreement", "top1_agreement_se", f"{kl.top1_agreement_se:.4f}"))
+    if kl.delta_p is not None:
+        delta = kl.delta_p
+        rows.append(
+            ("mean \u0394p = p_B \u2212 p_A, %", "delta_p_mean", f"{100 * delta.mean:+.3f}")
+        )
+        rows.append(("RMS \u0394p, %", "delta_p_rms", f"{100 * delta.rms:.3f}"))
+        rows += [
+            (f"{name} \u0394p, %", f"delta_p_{name}", f"{100 * value:+.3f}")
+            for name, value in delta.percentiles.items()
+        ]
+    if kl.perplexity is not None:
+        ppl = kl.perplexity
+        rows += [
+            ("ln(PPL(B)/PPL(A))", "ln_ppl_ratio", f"{ppl.ln_ratio:+.6f}"),
+            ("\u00b1 ln(PPL(B)/PPL(A))", "ln_ppl_ratio_se", f"{ppl.ln_ratio_se:.6f}"),
+            ("PPL(B)/PPL(A)", "ppl_ratio", f"{ppl.ratio:.6f}"),
+            ("PPL(A), same tokens", "ppl_a", with_error(ppl.perplexity_a, ppl.perplexity_a_se, 4)),
+            ("PPL(B), same tokens", "ppl_b", with_error(ppl.perplexity_b, ppl.perplexity_b_se, 4)),
+        ]
+        if ppl.correlation is not None:
+            rows.append(
+                ("Cor(ln PPL(A), ln PPL(B)), %", "ppl_correlation", f"{100 * ppl.correlation:.2f}")
+            )
+    return rows
 
 
 def _difference_heatmaps(

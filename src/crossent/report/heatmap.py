@@ -49,7 +49,8 @@ _STYLE = (
     + "table.documents,table.largest{display:block;overflow-x:auto}"  # many columns, long names
     ".legend{display:flex;flex-wrap:wrap;gap:2px;align-items:center;font-size:12px}"
     ".legend span{padding:0 .4rem}"
-    ".heat{white-space:pre-wrap;overflow-wrap:anywhere;font:13px/1.7 ui-monospace,monospace;"
+    ".heat,.aligned{white-space:pre-wrap;overflow-wrap:anywhere;font:13px/1.7 ui-monospace,"
+    "monospace;"
     "border:1px solid #ddd;padding:.5rem}"
     ".heat:focus{outline:2px solid #4a80c0}"
     ".heat span:empty{padding:0 2px}"
@@ -70,6 +71,7 @@ _STYLE = (
 # page's policy allows it by the hash of this text, so it is read as it is, byte for byte.
 _SCRIPT = files("crossent.report").joinpath("heatmap.js").read_text(encoding="utf-8")
 
+# Every other set (a model of several, "m0", "m1", ...) is coloured by surprisal.
 _COLOURED_BY = {"e": "surprisal", "a": "surprisal", "b": "surprisal", "d": "change in loss"}
 
 
@@ -137,10 +139,11 @@ def heatmap(name: str, key: str, first: int, spans: list[str], note: str = "") -
     """One document's text; its spans are entries ``first``, ``first + 1``, ... of set ``key``."""
     if not spans:
         return f'<h3>{escape(name)}</h3><p class="note">No scored tokens.</p>'
+    coloured_by = _COLOURED_BY.get(key, "surprisal")
     return (
         f"<h3>{escape(name)}</h3>{note}"
         f'<div class="heat" data-set="{key}" data-first="{first}" tabindex="0" '
-        f'aria-label="{escape(name)}: tokens coloured by {_COLOURED_BY[key]}; arrow keys move '
+        f'aria-label="{escape(name)}: tokens coloured by {coloured_by}; arrow keys move '
         f'between tokens">{"".join(spans)}</div>'
     )
 

@@ -12,7 +12,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from crossent.metrics import NLLResult
-from crossent.report.numbers import METRIC_FORMATS, optional
+from crossent.report.numbers import METRIC_DIGITS, METRIC_ERRORS, METRIC_FORMATS, with_error
 from crossent.report.page import cell
 
 if TYPE_CHECKING:  # only the types: importing evaluation imports transformers
@@ -34,10 +34,11 @@ _HEADERS = {
 
 
 def headline(named: Sequence[tuple[str, EvaluationResult]]) -> str:
-    """Each result's bits per byte, large, with its name when it has one."""
+    """Each result's bits per byte ± its standard error per token, large, with its name when
+    it has one."""
     parts = [
-        f"<b>{escape(optional(result.totals.bits_per_byte, 4))}</b> bits per byte"
-        + (f" ({name})" if name else "")
+        f"<b>{escape(with_error(result.totals.bits_per_byte, result.totals.bits_per_byte_se, 4))}"
+        "</b> bits per byte" + (f" ({name})" if name else "")
         for name, result in named
     ]
     return f'<p class="headline">{" &nbsp; ".join(parts)}</p>'
@@ -79,9 +80,55 @@ def summary_table(
         + "</tr>"
         for key, show in METRIC_FORMATS.items()
     ]
+    rows += _uncertainty_rows(named)
     head = "".join(f"<th>{escape(name)}</th>" for name, _ in named) if len(named) > 1 else ""
     head_row = f"<thead><tr><th></th>{head}</tr></thead>" if head else ""
     return f'<table class="summary">{head_row}<tbody>{"".join(rows)}</tbody></table>'
+
+
+def _uncertainty_rows(named: Sequence[tuple[str, EvaluationResult]]) -> list[str]:
+    """One standard error per token of each metric that has one, then the bootstrap's over
+    documents (and its 95% interval) where some result has several documents."""
+    rows = []
+    for key, error in METRIC_ERRORS.items():
+        digits = METRIC_DIGITS[key]
+        rows.append(
+            f"<tr><th>\u00b1 {escape(_HEADERS[key])} (standard error over tokens)</th>"
+            + "".join(
+                cell(with_error(getattr(r.totals, error), None, digits), metric=error, model=name)
+                for name, r in named
+            )
+            + "</tr>"
+        )
+    if all(result.bootstrap is None for _, result in named):
+        return rows
+
+    def boot(result: EvaluationResult, what: str) -> str:
+        estimate = None if result.bootstrap is None else result.bootstrap.bits_per_byte
+        if estimate is None:
+            return "-"
+        if what == "se":
+            return f"{estimate.standard_error:.4f}"
+        return f"{estimate.low:.4f} to {estimate.high:.4f}"
+
+    for what, header in (
+        ("se", "\u00b1 bits/byte over documents (bootstrap)"),
+        ("interval", "bits/byte, 95% interval over documents"),
+    ):
+        rows.append(
+            f"<tr><th>{escape(header)}</th>"
+            + "".join(
+                cell(boot(r, what), metric=f"bootstrap_bits_per_byte_{what}", model=name)
+                for name, r in named
+            )
+            + "</tr>"
+        )
+    settings = next(r.bootstrap for _, r in named if r.bootstrap is not None)
+    rows.append(
+        f'<tr><th>bootstrap</th><td colspan="{len(named)}">{settings.resamples} resamples of '
+        f"the documents, seed {settings.seed}</td></tr>"
+    )
+    return rows
 
 
 def documents_table(result: EvaluationResult) -> str:

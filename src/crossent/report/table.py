@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from crossent.metrics import NLLResult
-from crossent.report.numbers import format_metrics
+from crossent.report.numbers import format_metrics_with_errors
 
 if TYPE_CHECKING:  # importing evaluate imports transformers, which the benchmark does not need
     from crossent.bench import BenchRow
-    from crossent.comparison import ComparisonResult
+    from crossent.comparison import ComparisonResult, KLSummary, ModelsComparison
     from crossent.evaluation import EvaluationResult
 
 
@@ -34,12 +34,14 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _metrics_row(name: str, metrics: NLLResult) -> list[str]:
-    return [name, *format_metrics(metrics).values()]
+    return [name, *format_metrics_with_errors(metrics).values()]
 
 
 def format_evaluation(result: EvaluationResult, *, model_description: str | None = None) -> str:
     """The model and the windows, then the table: one row per document, named by it, and a
-    ``total`` row when there are several (a lone document's row is its total).
+    ``total`` row when there are several (a lone document's row is its total). Nats and bits
+    per token, perplexity and bits per byte carry ``± one standard error`` per token
+    (:mod:`crossent.uncertainty`); :func:`format_uncertainty` says the rest.
 
     Args:
         result: what :func:`crossent.evaluation.evaluate` returned.
@@ -59,34 +61,47 @@ def format_evaluation(result: EvaluationResult, *, model_description: str | None
     return f"{model}\n{windows}\n{format_table(headers, rows)}"
 
 
-def format_comparison(comparison: ComparisonResult) -> str:
-    """Both models side by side, bits per byte first; then, with a shared tokenizer, the
-    per-token ``KL(A || B)`` summary and the tokens whose loss changed most, all in nats (see
-    :mod:`crossent.comparison`)."""
-    from crossent.comparison import KL_FORMULA, KL_NAME, TOKEN_UNIT  # loaded with the result
+def format_uncertainty(result: EvaluationResult) -> list[str]:
+    """What the ± of the table are, and with several documents the bootstrap over them.
 
-    headers = [
-        "model", "bits/byte", "byte ppl", "word ppl", "tokens", "nats/token", "perplexity",
-        "top-1",
-    ]  # fmt: skip
-    rows = []
-    keys = [
-        "bits_per_byte", "byte_perplexity", "word_perplexity", "tokens", "nats_per_token",
-        "perplexity", "accuracy",
-    ]  # fmt: skip
-    for label, result in (("A", comparison.a), ("B", comparison.b)):
-        cells = format_metrics(result.totals)
-        rows.append([f"{label}: {result.model}", *(cells[key] for key in keys)])
-    parts = [format_table(headers, rows)]
+    Example line: ``over documents (bootstrap, 1000 resamples, seed 0): 0.8822 ± 0.0120
+    bits/byte, 95% interval 0.8601 to 0.9068``.
+    """
+    lines = ["\u00b1: one standard error over tokens (delta method for perplexity, bits/byte)"]
+    boot = result.bootstrap
+    if boot is not None:
+        shown = [(boot.bits_per_byte, "bits/byte", 4), (boot.nats_per_token, "nats/token", 4)]
+        shown.append((boot.perplexity, "perplexity", 3))
+        parts = [
+            f"{estimate.value:.{digits}f} \u00b1 {estimate.standard_error:.{digits}f} {unit} "
+            f"({100 * estimate.level:g}% interval {estimate.low:.{digits}f} to "
+            f"{estimate.high:.{digits}f})"
+            for estimate, unit, digits in shown
+            if estimate is not None
+        ]
+        lines.append(
+            f"over documents (bootstrap of {boot.documents} documents, {boot.resamples} "
+            f"resamples, seed {boot.seed}): " + "; ".join(parts)
+        )
+    return lines
+
+
+def format_comparison(comparison: ComparisonResult) -> str:
+    """Both models side by side, bits per byte first (± one standard error per token), the
+    paired difference in a sentence; then, with a shared tokenizer, llama.cpp's per-token
+    statistics (``KL(A || B)``, top-1 agreement, Δp, the perplexity ratio) and the tokens whose
+    loss changed most, all in nats (see :mod:`crossent.comparison`)."""
+    from crossent.comparison import KL_NAME, TOKEN_UNIT  # loaded with the result
+
+    named = [("A", comparison.a), ("B", comparison.b)]
+    parts = [_models_table(named), _difference_line(comparison)]
     kl = comparison.kl
     if kl is None:
         parts.append("The tokenizers differ: no per-token comparison (bits per byte still is).")
+        if comparison.largest_segments:
+            parts.append(_segments_table(comparison))
         return "\n\n".join(parts)
-    percentiles = ", ".join(f"{name} {value:.4g}" for name, value in kl.percentiles.items())
-    parts.append(
-        f"{KL_FORMULA} per token, {TOKEN_UNIT} (A the reference), over {kl.tokens} tokens:\n"
-        f"mean {kl.mean:.6g}; {percentiles}\ntop-1 agreement: {100 * kl.top1_agreement:.2f}%"
-    )
+    parts.append(format_kl(kl))
     names = [document.name for document in comparison.a.documents]
     largest = [
         [
@@ -105,6 +120,140 @@ def format_comparison(comparison: ComparisonResult) -> str:
         f"B - A, {TOKEN_UNIT}", f"{KL_NAME}, {TOKEN_UNIT}",
     ]  # fmt: skip
     parts.append(f"largest changes in loss -ln p, {TOKEN_UNIT}:\n" + format_table(headers, largest))
+    return "\n\n".join(parts)
+
+
+def _segments_table(comparison: ComparisonResult) -> str:
+    """The stretches of text both models score whole whose loss differs most, in nats."""
+    names = [document.name for document in comparison.a.documents]
+    rows = [
+        [
+            names[segment.document],
+            str(segment.start),
+            repr(segment.text),
+            f"{segment.nats_a:.4f}",
+            f"{segment.nats_b:.4f}",
+            f"{segment.nats_b - segment.nats_a:+.4f}",
+        ]
+        for segment in comparison.largest_segments
+    ]
+    headers = ["document", "byte", "text", "nats A", "nats B", "B - A, nats"]
+    return (
+        "where they differ most, on text both tokenizations cut at the same bytes (nats):\n"
+        + format_table(headers, rows)
+    )
+
+
+def _models_table(named: Sequence[tuple[str, EvaluationResult]]) -> str:
+    headers = [
+        "model", "bits/byte", "byte ppl", "word ppl", "tokens", "nats/token", "perplexity",
+        "top-1",
+    ]  # fmt: skip
+    keys = [
+        "bits_per_byte", "byte_perplexity", "word_perplexity", "tokens", "nats_per_token",
+        "perplexity", "accuracy",
+    ]  # fmt: skip
+    rows = []
+    for label, result in named:
+        cells = format_metrics_with_errors(result.totals)
+        rows.append([f"{label}: {result.model}", *(cells[key] for key in keys)])
+    return format_table(headers, rows) + "\n\u00b1: one standard error over tokens"
+
+
+def _difference_line(comparison: ComparisonResult) -> str:
+    if comparison.difference is None:
+        return "Too little text to pair the two models' bits per byte (fewer than two units)."
+    return comparison.difference.sentence()
+
+
+def format_kl(kl: KLSummary) -> str:
+    """llama.cpp's ``--kl-divergence`` statistics, in nats and percent; ± is one standard
+    error."""
+    from crossent.comparison import KL_FORMULA, TOKEN_UNIT  # loaded with the result
+
+    percentiles = ", ".join(f"{name} {value:.4g}" for name, value in kl.percentiles.items())
+    lines = [
+        f"{KL_FORMULA} per token, {TOKEN_UNIT} (A the reference), over {kl.tokens} tokens:",
+        f"mean {kl.mean:.6g}"
+        + ("" if kl.mean_se is None else f" \u00b1 {kl.mean_se:.2g}")
+        + f"; {percentiles}",
+        f"top-1 agreement: {100 * kl.top1_agreement:.2f}%"
+        + ("" if kl.top1_agreement_se is None else f" \u00b1 {100 * kl.top1_agreement_se:.2f}%"),
+    ]
+    if kl.delta_p is not None:
+        delta = kl.delta_p
+        shown = ", ".join(f"{key} {100 * value:+.3f}%" for key, value in delta.percentiles.items())
+        lines.append(
+            f"\u0394p = p_B(token) - p_A(token): mean "
+            f"{_pm(100 * delta.mean, _times(delta.mean_se), '+.3f')}%, "
+            f"RMS {_pm(100 * delta.rms, _times(delta.rms_se), '.3f')}%; {shown}"
+        )
+    if kl.perplexity is not None:
+        ppl = kl.perplexity
+        correlation = (
+            "" if ppl.correlation is None else f", correlation {100 * ppl.correlation:.2f}%"
+        )
+        lines.append(
+            f"ln(PPL(B)/PPL(A)) = {_pm(ppl.ln_ratio, ppl.ln_ratio_se, '+.6f')}; PPL(B)/PPL(A) = "
+            f"{_pm(ppl.ratio, ppl.ratio_se, '.6f')}; "
+            f"PPL(A) {_pm(ppl.perplexity_a, ppl.perplexity_a_se, '.4f')}, "
+            f"PPL(B) {_pm(ppl.perplexity_b, ppl.perplexity_b_se, '.4f')}{correlation}"
+        )
+    return "\n".join(lines)
+
+
+def _times(value: float | None) -> float | None:
+    return None if value is None else 100 * value
+
+
+def _pm(value: float, error: float | None, spec: str) -> str:
+    return f"{value:{spec}}" + ("" if error is None else f" \u00b1 {abs(error):{spec.lstrip('+')}}")
+
+
+def format_models_comparison(comparison: ModelsComparison) -> str:
+    """Several models: a table ranked by bits per byte with each one's 95% interval (per token,
+    and over documents where there are several), each model against the reference in a
+    sentence, and llama.cpp's per-token statistics for each pair sharing a tokenizer."""
+    from crossent.uncertainty import z_value  # loaded with the result
+
+    z = z_value()
+    reference = comparison.results[0]
+    rows = []
+    for rank, index in enumerate(comparison.ranking(), start=1):
+        result = comparison.results[index]
+        totals = result.totals
+        value, error = totals.bits_per_byte, totals.bits_per_byte_se
+        interval = (
+            "-"
+            if value is None or error is None
+            else (f"{value - z * error:.4f} to {value + z * error:.4f}")
+        )
+        boot = None if result.bootstrap is None else result.bootstrap.bits_per_byte
+        rows.append([
+            str(rank),
+            result.model + (" (reference)" if index == 0 else ""),
+            format_metrics_with_errors(totals)["bits_per_byte"],
+            interval,
+            "-" if boot is None
+            else f"{boot.standard_error:.4f} ({boot.low:.4f} to {boot.high:.4f})",
+            str(result.window),
+            f"{totals.nats_per_token:.4f}",
+        ])  # fmt: skip
+    headers = [
+        "rank", "model", "bits/byte", "95% interval", "\u00b1 over documents (95%)", "window",
+        "nats/token",
+    ]  # fmt: skip
+    parts = [
+        format_table(headers, rows) + "\n\u00b1: one standard error (over tokens, and by a "
+        "bootstrap over documents)",
+        f"against the reference, {reference.model}:\n"
+        + "\n".join(_difference_line(pair) for pair in comparison.pairs),
+    ]
+    for pair in comparison.pairs:
+        if pair.kl is not None:
+            parts.append(
+                f"{reference.model} (A) against {pair.b.model} (B):\n" + format_kl(pair.kl)
+            )
     return "\n\n".join(parts)
 
 
