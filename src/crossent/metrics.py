@@ -245,9 +245,7 @@ def _nll_sum(value: float | Tensor) -> float:
     else:
         total = float(value)
     if math.isnan(total):
-        raise NonFiniteLossError(
-            "nll_nats is NaN; the loss it came from has diverged or read bad input"
-        )
+        raise NonFiniteLossError("nll_nats is NaN: the loss diverged or read bad input")
     return total
 
 

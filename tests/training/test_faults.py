@@ -22,6 +22,7 @@ import pytest
 import safetensors.torch
 import torch
 
+from crossent.checksums import CHECKSUMS_FILE, write_checksums
 from crossent.cli import main
 from crossent.failures import RunError
 from crossent.training import train
@@ -108,7 +109,8 @@ def test_a_run_refused_at_the_start_leaves_no_folder(tmp_path: Path) -> None:
 
 def _poison(checkpoint: Path) -> None:
     """One weight of ``checkpoint`` set to NaN, written beside it and renamed over it (a new
-    file, so that ``best/``'s hard link to the old one keeps the old bytes)."""
+    file, so that ``best/``'s hard link to the old one keeps the old bytes), with checksums
+    to match: a checkpoint saved with a NaN in it, not a damaged file."""
     weights_file = checkpoint / "model.safetensors"
     weights = safetensors.torch.load_file(weights_file)
     name = sorted(weights)[0]
@@ -117,6 +119,8 @@ def _poison(checkpoint: Path) -> None:
     staging = checkpoint / "poisoned.tmp"
     safetensors.torch.save_file(weights, staging)
     os.replace(staging, weights_file)
+    (checkpoint / CHECKSUMS_FILE).unlink()  # only this name: best/'s hard link stays whole
+    write_checksums(checkpoint)
 
 
 def _contents(folder: Path) -> dict[str, bytes]:
