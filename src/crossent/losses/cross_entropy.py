@@ -26,6 +26,13 @@ Conventions (the one place they are written down):
   ``reduction="mean"`` this term is averaged over the scored tokens (unweighted).
 * **Soft-capping** (Gemma 2) replaces the logits by ``softcap * tanh(z / softcap)`` before
   everything else, z-loss included.
+* **Non-finite logits** give what PyTorch gives, row by row (``tests/losses/test_nonfinite.py``
+  checks each against PyTorch in float64): a NaN anywhere in a row, a ``+inf`` anywhere, or a
+  row of only ``-inf`` makes that row's loss and gradient NaN; ``-inf`` at the target alone
+  gives a loss of ``+inf`` with a finite gradient; ``-inf`` elsewhere is a masked entry. An
+  ignored row adds 0 to the loss even with NaN logits, but its gradient is NaN, as PyTorch's is.
+  Nothing is replaced or clamped: a NaN is reported, never hidden (the fused loss on NaN hidden
+  states or weights does the same, through the logits it would have made).
 * Class weights are constants: no gradient flows into ``weight``. Second-order gradients are not
   supported.
 """
