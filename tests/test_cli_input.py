@@ -104,11 +104,12 @@ def inputs(tmp_path: Path) -> Path:
     ("args", "complaint"),
     [
         (("--data", "{tmp}/notes.txt", "--field", "text"),
-         "{tmp}/notes.txt is not JSON Lines (a .jsonl file), so it has no field 'text' "
-         "(--field NAME applies only to .jsonl files and stdin)"),
+         "{tmp}/notes.txt is not JSON Lines, Parquet or a datasets folder, so it has no field "
+         "'text' (--field NAME applies only to .jsonl and .parquet files, datasets folders and "
+         "stdin)"),
         (("--data", "{tmp}/texts", "--field", "text"),
-         "no input is JSON Lines, so field 'text' names nothing (--field NAME applies only to "
-         ".jsonl files and stdin)"),
+         "no input is JSON Lines, Parquet or a datasets folder, so field 'text' names nothing "
+         "(--field NAME applies only to .jsonl and .parquet files, datasets folders and stdin)"),
         (("--data", "{tmp}/lines.jsonl"),
          "{tmp}/lines.jsonl is JSON Lines: name the field that holds each line's text "
          "(--field NAME)"),

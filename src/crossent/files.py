@@ -17,8 +17,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
@@ -34,6 +36,19 @@ def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> None:
 
     The folders on the way to ``path`` are created when missing.
     """
+    with open_atomically(path) as file:
+        file.write(data)
+
+
+@contextmanager
+def open_atomically(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through as it goes: a temporary beside it, renamed to
+    ``path`` when the block ends, removed instead if the block raises.
+
+    For outputs written a part at a time (``crossent eval --per-token``), so a long run holds
+    none of it in memory and a reader still never sees a part. The folders on the way to
+    ``path`` are created when missing.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
@@ -45,7 +60,7 @@ def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> None:
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
         with os.fdopen(handle, "wb") as file:
-            file.write(data)
+            yield file
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)
