@@ -94,7 +94,7 @@ def dataset_documents(path: str, field: str, name_field: str | None) -> Iterator
 
 def _parquet_file(path: str) -> Any:
     try:
-        import pyarrow.parquet  # type: ignore[import-untyped]
+        import pyarrow.parquet
     except ImportError:
         raise _missing(path, "pyarrow") from None
     try:
