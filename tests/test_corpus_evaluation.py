@@ -14,7 +14,26 @@ from crossent.models import HFCausalLM
 from crossent.report.per_token import format_per_token, per_token_file
 from tiny_lm import tiny_lm
 
-WORDS = "the cat sat on a mat and then ran off to see the dog who was there too".split()
+WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "and",
+    "then",
+    "ran",
+    "off",
+    "to",
+    "see",
+    "the",
+    "dog",
+    "who",
+    "was",
+    "there",
+    "too",
+]
 
 
 def _documents(count: int) -> list[Document]:
@@ -87,7 +106,7 @@ def test_per_token_file_is_written_whole_or_not_at_all(model: HFCausalLM, tmp_pa
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"text": "fine"}) + "\n" + "not json\n", encoding="utf-8")
     failed = tmp_path / "failed.csv"
-    with pytest.raises(ValueError, match="bad.jsonl:2 is not valid JSON"):  # noqa: SIM117
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2 is not valid JSON"):  # noqa: SIM117
         with per_token_file(failed) as writer:
             evaluate(model, Corpus([str(bad)], field="text"), window=32, on_token=writer)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.jsonl", "rows.jsonl"]
