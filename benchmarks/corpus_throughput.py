@@ -12,14 +12,14 @@ of 4,096 tokens learnt from the same text, so the run fits a few minutes on a sh
 same model scores the text, repeated as needed, up to ``--max-tokens`` N tokens, writing every
 token to a per-token JSON Lines file as ``crossent eval --per-token`` does
 (:func:`crossent.report.per_token.per_token_file` as ``on_token``), or holding them
-(``per_token=True``, as before issue 13) for contrast. Memory is the process's resident-set
+(``per_token=True``, as before issue 13, at ``--held-tokens``) for contrast. Memory is the process's resident-set
 high-water mark (``VmHWM`` of ``/proc/self/status``) at the end, which includes Python, PyTorch
 and the model.
 
 Usage::
 
-    .venv/bin/python benchmarks/corpus_throughput.py [--documents 3000] [--window 512]
-        [--batch-size 4] [--repeats 2] [--tokens 10000,200000]
+    .venv/bin/python benchmarks/corpus_throughput.py [--documents 1000] [--window 512]
+        [--batch-size 4] [--repeats 2] [--tokens 10000,200000] [--held-tokens 10000,50000]
 """
 
 from __future__ import annotations
@@ -122,13 +122,14 @@ def _memory(args: argparse.Namespace, mode: str, tokens: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--documents", type=int, default=3000)
+    parser.add_argument("--documents", type=int, default=1000)
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--tokens", default="10000,200000")
+    parser.add_argument("--held-tokens", default="10000,50000")
     parser.add_argument("--child", choices=["stream", "held"])
     parser.add_argument("--max-tokens", type=int, default=10_000)
     args = parser.parse_args()
@@ -144,8 +145,8 @@ def main() -> None:
         f"ratio {rates['ratio']:.2f}",
         flush=True,
     )
-    for mode in ("stream", "held"):
-        for tokens in (int(part) for part in args.tokens.split(",")):
+    for mode, counts in (("stream", args.tokens), ("held", args.held_tokens)):
+        for tokens in (int(part) for part in counts.split(",")):
             peak = _memory(args, mode, tokens)
             print(
                 f"memory: {mode:6s} {peak['tokens']:>7d} tokens  VmHWM "

@@ -112,6 +112,7 @@ class DocumentStream:
         self._token_starts: list[list[int]] = []
         self._token_bytes: list[list[bytes]] = []
         self._token_base: list[int] = []  # the position of each document's first kept text
+        self._released = 0  # the documents before this one hold no token texts
         # Without a prefix, or when a document may be cut, the counts need each token's extent.
         self._extents = offsets or prefix_id is None or max_tokens is not None
         self._budget = max_tokens  # scored tokens left to read
@@ -196,11 +197,11 @@ class DocumentStream:
         if not self.offsets:
             return
         document, win = last
-        for index in range(document):
-            if self._token_texts[index]:
-                self._token_texts[index] = []
-                self._token_starts[index] = []
-                self._token_bytes[index] = []
+        for index in range(self._released, document):
+            self._token_texts[index] = []
+            self._token_starts[index] = []
+            self._token_bytes[index] = []
+        self._released = max(self._released, document)
         drop = win.first_position + len(win.targets) - self._token_base[document]
         if drop > 0:
             del self._token_texts[document][:drop]
