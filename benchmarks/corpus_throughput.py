@@ -12,9 +12,9 @@ of 4,096 tokens learnt from the same text, so the run fits a few minutes on a sh
 same model scores the text, repeated as needed, up to ``--max-tokens`` N tokens, writing every
 token to a per-token JSON Lines file as ``crossent eval --per-token`` does
 (:func:`crossent.report.per_token.per_token_file` as ``on_token``), or holding them
-(``per_token=True``, as before issue 13, at ``--held-tokens``) for contrast. Memory is the process's resident-set
-high-water mark (``VmHWM`` of ``/proc/self/status``) at the end, which includes Python, PyTorch
-and the model.
+(``per_token=True``, as before issue 13, at ``--held-tokens``) for contrast. Memory is the
+process's resident-set high-water mark (``VmHWM`` of ``/proc/self/status``) at the end, which
+includes Python, PyTorch and the model.
 
 Usage::
 

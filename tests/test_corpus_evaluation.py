@@ -110,3 +110,29 @@ def test_per_token_file_is_written_whole_or_not_at_all(model: HFCausalLM, tmp_pa
         with per_token_file(failed) as writer:
             evaluate(model, Corpus([str(bad)], field="text"), window=32, on_token=writer)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.jsonl", "rows.jsonl"]
+
+
+def _stream_tokens_on_rank(rank: int, world: int, out: Path) -> None:
+    model = tiny_lm()
+    seen: list[tuple[str, int, int, float]] = []
+
+    def keep(name: str, token: TokenScore) -> None:
+        seen.append((name, token.position, token.token_id, token.nats))
+
+    evaluate(model, _documents(25), window=8, stride=6, batch_size=2, on_token=keep)
+    (out / f"rank{rank}.json").write_text(json.dumps(seen), encoding="utf-8")
+
+
+def test_on_token_under_three_ranks_is_the_single_process_order(
+    model: HFCausalLM, tmp_path: Path
+) -> None:
+    from gloo import spawn_gloo_world
+
+    spawn_gloo_world(_stream_tokens_on_rank, 3, tmp_path)
+    alone = evaluate(model, _documents(25), window=8, stride=6, batch_size=2, per_token=True)
+    names = [document.name for document in alone.documents]
+    expected = [[names[t.document], t.position, t.token_id, t.nats] for t in alone.tokens]
+    for rank in range(3):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text(encoding="utf-8"))
+        assert [row[:3] for row in got] == [row[:3] for row in expected]
+        assert [row[3] for row in got] == pytest.approx([row[3] for row in expected], rel=1e-5)
