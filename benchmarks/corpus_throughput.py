@@ -146,7 +146,7 @@ def main() -> None:
         flush=True,
     )
     for mode, counts in (("stream", args.tokens), ("held", args.held_tokens)):
-        for tokens in (int(part) for part in counts.split(",")):
+        for tokens in (int(part) for part in counts.split(",") if part):
             peak = _memory(args, mode, tokens)
             print(
                 f"memory: {mode:6s} {peak['tokens']:>7d} tokens  VmHWM "
