@@ -8,11 +8,14 @@ checked in test_architecture.py); the input tests run ``python -m crossent`` as 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from crossent.cli import build_parser
@@ -89,6 +92,8 @@ def inputs(tmp_path: Path) -> Path:
     (tmp_path / "notes.txt").write_text("Some notes.\n", encoding="utf-8")
     (tmp_path / "bad.txt").write_bytes(b"ok\xff")
     (tmp_path / "lines.jsonl").write_text('{"text": "hi"}\n', encoding="utf-8")
+    (tmp_path / "cut.txt.gz").write_bytes(gzip.compress(b"Some notes.\n" * 100)[:-12])
+    pq.write_table(pa.table({"body": ["hi"]}), tmp_path / "rows.parquet")
     (tmp_path / "texts").mkdir()
     (tmp_path / "texts" / "one.txt").write_text("One.", encoding="utf-8")
     (tmp_path / "empties").mkdir()
@@ -116,6 +121,11 @@ def inputs(tmp_path: Path) -> Path:
         (("--data", "{tmp}/bad.txt"),
          "{tmp}/bad.txt is not valid UTF-8: byte 0xff at offset 2 (--errors replace substitutes "
          "U+FFFD)"),
+        (("--data", "{tmp}/cut.txt.gz"),
+         "{tmp}/cut.txt.gz is not a valid gzip file: compressed file ended before the "
+         "end-of-stream marker was reached"),
+        (("--data", "{tmp}/rows.parquet", "--field", "text"),
+         "{tmp}/rows.parquet has no column 'text' (its columns: body) (--field NAME)"),
         (("--data", "{tmp}/empties"),
          "directory {tmp}/empties has no text to read: every file in it is empty (a.txt, b.txt)"),
         (("--data", "{tmp}/notes.txt", "--json", "{tmp}/notes.txt/out.json"),
