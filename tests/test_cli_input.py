@@ -8,11 +8,14 @@ checked in test_architecture.py); the input tests run ``python -m crossent`` as 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from crossent.cli import build_parser
@@ -89,6 +92,8 @@ def inputs(tmp_path: Path) -> Path:
     (tmp_path / "notes.txt").write_text("Some notes.\n", encoding="utf-8")
     (tmp_path / "bad.txt").write_bytes(b"ok\xff")
     (tmp_path / "lines.jsonl").write_text('{"text": "hi"}\n', encoding="utf-8")
+    (tmp_path / "cut.txt.gz").write_bytes(gzip.compress(b"Some notes.\n" * 100)[:-12])
+    pq.write_table(pa.table({"body": ["hi"]}), tmp_path / "rows.parquet")
     (tmp_path / "texts").mkdir()
     (tmp_path / "texts" / "one.txt").write_text("One.", encoding="utf-8")
     (tmp_path / "empties").mkdir()
@@ -104,17 +109,23 @@ def inputs(tmp_path: Path) -> Path:
     ("args", "complaint"),
     [
         (("--data", "{tmp}/notes.txt", "--field", "text"),
-         "{tmp}/notes.txt is not JSON Lines (a .jsonl file), so it has no field 'text' "
-         "(--field NAME applies only to .jsonl files and stdin)"),
+         "{tmp}/notes.txt is not JSON Lines, Parquet or a datasets folder, so it has no field "
+         "'text' (--field NAME applies only to .jsonl and .parquet files, datasets folders and "
+         "stdin)"),
         (("--data", "{tmp}/texts", "--field", "text"),
-         "no input is JSON Lines, so field 'text' names nothing (--field NAME applies only to "
-         ".jsonl files and stdin)"),
+         "no input is JSON Lines, Parquet or a datasets folder, so field 'text' names nothing "
+         "(--field NAME applies only to .jsonl and .parquet files, datasets folders and stdin)"),
         (("--data", "{tmp}/lines.jsonl"),
          "{tmp}/lines.jsonl is JSON Lines: name the field that holds each line's text "
          "(--field NAME)"),
         (("--data", "{tmp}/bad.txt"),
          "{tmp}/bad.txt is not valid UTF-8: byte 0xff at offset 2 (--errors replace substitutes "
          "U+FFFD)"),
+        (("--data", "{tmp}/cut.txt.gz"),
+         "{tmp}/cut.txt.gz is not a valid gzip file: compressed file ended before the "
+         "end-of-stream marker was reached"),
+        (("--data", "{tmp}/rows.parquet", "--field", "text"),
+         "{tmp}/rows.parquet has no column 'text' (its columns: body) (--field NAME)"),
         (("--data", "{tmp}/empties"),
          "directory {tmp}/empties has no text to read: every file in it is empty (a.txt, b.txt)"),
         (("--data", "{tmp}/notes.txt", "--json", "{tmp}/notes.txt/out.json"),

@@ -1,5 +1,7 @@
-"""Tiny random Llamas saved to folders that :func:`crossent.models.load_model` reads, and their
-own transformers log-probabilities in float64: the oracle of the uncertainty and comparison tests.
+"""Tiny random Llamas: saved to folders that :func:`crossent.models.load_model` reads, with their
+own transformers log-probabilities in float64 (the oracle of the uncertainty and comparison
+tests), and :func:`tiny_lm` in memory, for tests where the model is not the point (reading
+corpora, batching, per-token output).
 
 A model's head is scaled up so that its losses spread over a few nats (a random head gives
 nearly uniform predictions, whose losses hardly vary).
@@ -10,9 +12,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
 
-from crossent.models import train_bpe_tokenizer
+from crossent.models import HFCausalLM, train_bpe_tokenizer
+
+SAMPLE = "The cat sat on the mat. Ça va? 日本語 🦊 and the dog ran.\n" * 4
 
 
 def bpe(texts: list[str], vocab_size: int = 300) -> PreTrainedTokenizerFast:
@@ -59,3 +69,16 @@ def token_nats(folder: Path, tokenizer: PreTrainedTokenizerFast, text: str) -> t
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     logp = log_probs(folder, ids, tokenizer.bos_token_id)
     return -logp.gather(1, torch.tensor(ids)[:, None])[:, 0]
+
+
+def tiny_lm(context: int = 64) -> HFCausalLM:
+    """One layer, vocabulary 300, weights seeded (so two calls give the same model)."""
+    tokenizer = train_bpe_tokenizer([SAMPLE] * 20, vocab_size=300)
+    config = LlamaConfig(
+        vocab_size=300, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=context,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model: PreTrainedModel = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+    return HFCausalLM(model, tokenizer, name="tiny")

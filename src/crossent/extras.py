@@ -3,7 +3,8 @@
 ``pip install crossent`` brings the loss library with PyTorch and NumPy only. Evaluating,
 comparing, training and explaining on real models need the ``hf`` extra; figures and the training
 report need ``report``; the GPU kernel needs ``gpu``; ``crossent train --tensorboard`` needs
-``tensorboard``; ``crossent lm-eval`` needs ``lm-eval``. A command whose extra is missing says which
+``tensorboard``; ``crossent lm-eval`` needs ``lm-eval``; reading ``.zst`` files, Parquet files
+and ``datasets`` folders needs ``corpus``. A command whose extra is missing says which
 one to install in one line, before it imports anything that would fail deep inside.
 """
 
@@ -16,6 +17,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "report": ("matplotlib",),
     "gpu": ("triton",),
     "tensorboard": ("tensorboard",),
+    "corpus": ("zstandard", "pyarrow", "datasets"),
     "lm-eval": ("transformers", "gguf", "accelerate", "safetensors", "tokenizers", "lm_eval"),
 }
 

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from crossent.failures import RunError
 
@@ -42,29 +43,38 @@ def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> None:
 
     The folders on the way to ``path`` are created when missing.
     """
+    with open_atomically(path) as file:
+        file.write(data)
+
+
+@contextlib.contextmanager
+def open_atomically(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through as it goes: a temporary beside it, renamed to
+    ``path`` when the block ends, removed instead if the block raises.
+
+    For outputs written a part at a time (``crossent eval --per-token``), so a long run holds
+    none of it in memory and a reader still never sees a part. The folders on the way to
+    ``path`` are created when missing; a full disk is :func:`full_disk_as_run_error`'s line.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with full_disk_as_run_error(target):
-        _write_bytes(target, data)
-
-
-def _write_bytes(target: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        handle, temporary = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+        )
+        try:
+            # mkstemp makes the file private (0600); give it the mode a plain open() would.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)
+            with os.fdopen(handle, "wb") as file:
+                yield file
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
 
 
 def staging_folder(target: Path) -> Path:

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from crossent.data import Document, FileDocument, read_documents
+from crossent.data import Document, FileDocument, Text, read_documents
 from crossent.data.sources import first_characters
 
 
-def in_memory(documents: list[Document | FileDocument]) -> list[Document]:
+def in_memory(documents: list[Text]) -> list[Document]:
     """``documents``, each checked to be held in memory (small enough not to be streamed)."""
     assert all(isinstance(document, Document) for document in documents)
     return [document for document in documents if isinstance(document, Document)]
 
 
-def streamed(documents: list[Document | FileDocument]) -> list[FileDocument]:
+def streamed(documents: list[Text]) -> list[FileDocument]:
     """``documents``, each checked to be streamed from its file."""
     assert all(isinstance(document, FileDocument) for document in documents)
     return [document for document in documents if isinstance(document, FileDocument)]

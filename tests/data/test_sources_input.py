@@ -49,16 +49,16 @@ def test_field_on_a_plain_file_is_an_error(tmp_path: Path) -> None:
     path.write_text("plain", encoding="utf-8")
     with pytest.raises(InputError) as raised:
         read_documents([str(path)], field="text")
-    problem = f"{path} is not JSON Lines (a .jsonl file), so it has no field 'text'"
-    assert str(raised.value) == f"{problem} (field applies only to .jsonl files and stdin)"
-    assert raised.value.command_line == (
-        f"{problem} (--field NAME applies only to .jsonl files and stdin)"
-    )
+    problem = f"{path} is not JSON Lines, Parquet or a datasets folder, so it has no field 'text'"
+    only = "applies only to .jsonl and .parquet files, datasets folders and stdin"
+    assert str(raised.value) == f"{problem} (field {only})"
+    assert raised.value.command_line == (f"{problem} (--field NAME {only})")
 
 
 def test_field_that_no_input_uses_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("plain", encoding="utf-8")
-    with pytest.raises(InputError, match="no input is JSON Lines, so field 'text' names nothing"):
+    nothing = "no input is JSON Lines, Parquet or a datasets folder, so field 'text' names nothing"
+    with pytest.raises(InputError, match=nothing):
         read_documents([str(tmp_path)], field="text")
 
 

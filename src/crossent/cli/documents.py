@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from crossent.data import Text
+    from crossent.data.sources import Corpus
 
 
-def documents_to_score(args: argparse.Namespace, *, outputs: Sequence[str | None]) -> list[Text]:
-    """The ``--data`` texts (cut to ``--max-chars``), once the options are known to be sound.
+def corpus_to_score(args: argparse.Namespace, *, outputs: Sequence[str | None]) -> Corpus:
+    """The ``--data`` texts (cut to ``--max-chars``), once the options are known to be sound,
+    as a :class:`crossent.data.sources.Corpus`: checked now, read as they are scored.
 
     Refuses a stride above the window, a report that is not ``.html``, and an output file that
     is one of the inputs or another output (either would be overwritten). Each empty file of a
@@ -20,8 +22,7 @@ def documents_to_score(args: argparse.Namespace, *, outputs: Sequence[str | None
     """
     import warnings
 
-    from crossent.data import read_documents
-    from crossent.data.sources import SkippedFileWarning, first_characters
+    from crossent.data.sources import Corpus, SkippedFileWarning
     from crossent.data.windows import check_window
     from crossent.files import check_html_path, check_outputs
 
@@ -31,8 +32,12 @@ def documents_to_score(args: argparse.Namespace, *, outputs: Sequence[str | None
     check_outputs(args.data or [], outputs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedFileWarning)
-        documents = read_documents(
-            args.data or [], field=args.field, errors=args.errors, name_field=args.name_field
+        corpus = Corpus(
+            args.data or [],
+            field=args.field,
+            errors=args.errors,
+            name_field=args.name_field,
+            max_chars=args.max_chars,
         )
     for warning in caught:
         if issubclass(warning.category, SkippedFileWarning):
@@ -41,6 +46,10 @@ def documents_to_score(args: argparse.Namespace, *, outputs: Sequence[str | None
             warnings.warn_explicit(
                 warning.message, warning.category, warning.filename, warning.lineno
             )
-    if args.max_chars is not None:
-        documents = [first_characters(doc, args.max_chars) for doc in documents]
-    return documents
+    return corpus
+
+
+def documents_to_score(args: argparse.Namespace, *, outputs: Sequence[str | None]) -> list[Text]:
+    """The documents of :func:`corpus_to_score`, read into a list (for a job that walks them
+    more than once and indexes them)."""
+    return list(corpus_to_score(args, outputs=outputs))

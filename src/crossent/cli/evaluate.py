@@ -17,7 +17,7 @@ from crossent.cli.arguments import (
     show_progress,
     write_output,
 )
-from crossent.cli.documents import documents_to_score
+from crossent.cli.documents import corpus_to_score
 from crossent.extras import require
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         from crossent.report.per_token import per_token_format
 
         per_token_format(args.per_token)
-    documents = documents_to_score(args, outputs=[args.json, args.report, args.per_token])
+    documents = corpus_to_score(args, outputs=[args.json, args.report, args.per_token])
     # The library is imported once every option has been checked: a mistake costs no wait.
     import json
 
@@ -78,18 +78,22 @@ def run(args: argparse.Namespace) -> int:
     from crossent.distributed import process_group
     from crossent.evaluation import Inputs, evaluate
     from crossent.report.evaluation_page import render_evaluation_report
-    from crossent.report.per_token import write_per_token
+    from crossent.report.per_token import per_token_output
     from crossent.report.progress import TokenProgress
     from crossent.report.table import format_evaluation, format_uncertainty
 
     with process_group() as (rank, device):
         model = load(args.model, args, device)
-        with TokenProgress("scoring", enabled=show_progress(args, rank)) as progress:
+        with (
+            TokenProgress("scoring", enabled=show_progress(args, rank)) as progress,
+            per_token_output(args.per_token, write=rank == 0) as on_token,
+        ):
             result = evaluate(
                 model,
                 documents,
                 **scoring_arguments(args),
-                per_token=args.per_token is not None or args.report is not None,
+                per_token=args.report is not None,
+                on_token=on_token,
                 max_tokens=args.max_tokens,
                 max_documents=args.max_documents,
                 inputs=Inputs(tuple(args.data or [default_text_name()]), args.max_chars),
@@ -102,7 +106,6 @@ def run(args: argparse.Namespace) -> int:
         print(note)
     write_output(args.json, lambda: json.dumps(result.to_dict(), indent=2) + "\n")
     if args.per_token is not None:
-        write_per_token(args.per_token, result)
         print(f"wrote {args.per_token}")
     write_output(
         args.report,

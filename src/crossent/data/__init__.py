@@ -1,7 +1,8 @@
 """Texts to evaluate on, and the windowing that decides which token is scored where.
 
-* :mod:`crossent.data.sources`: files, directories, JSON Lines, stdin or the default text
-  (the Python documentation inside CPython), read as :class:`Document` objects.
+* :mod:`crossent.data.sources`: files, directories, JSON Lines, Parquet, ``datasets`` folders,
+  gzip or zstd files, stdin or the default text (the Python documentation inside CPython),
+  read lazily (:class:`Corpus`) as documents (:mod:`crossent.data.documents`).
 * :mod:`crossent.data.counts`: how a text's bytes and words are counted (lm-eval's way).
 * :mod:`crossent.data.tokens`: tokenizing a document that arrives in parts, a piece at a time.
 * :mod:`crossent.data.windows`: the one documented convention for cutting a tokenized document
@@ -10,10 +11,19 @@
   token before each, and the padded tensors a model reads (imported on its own: it needs torch).
 """
 
-from crossent.data.sources import Document, FileDocument, Text, read_documents
+from crossent.data.sources import (
+    CompressedDocument,
+    Corpus,
+    Document,
+    FileDocument,
+    Text,
+    read_documents,
+)
 from crossent.data.windows import Window, iter_windows, rolling_windows
 
 __all__ = [
+    "CompressedDocument",
+    "Corpus",
     "Document",
     "FileDocument",
     "Text",

@@ -1,4 +1,5 @@
-"""Where texts come from: files, directories, JSON Lines, stdin, or the text inside CPython.
+"""Where texts come from: files, directories, JSON Lines, Parquet, ``datasets`` folders,
+compressed files, stdin, or the text inside CPython.
 
 Policy, in one place:
 
@@ -8,9 +9,23 @@ Policy, in one place:
   ``path:line``, lines numbered from 1, or by the line's ``name_field`` when one is given;
   blank lines skipped; without ``field`` it is an error,
   not raw JSON to score); ``-`` reads standard input, as JSON Lines when ``field`` is given and
-  as one text otherwise. ``field`` applies to ``.jsonl`` files and stdin only: naming another
+  as one text otherwise. ``field`` applies to ``.jsonl``, ``.parquet`` files, ``datasets``
+  folders and stdin only: naming another
   file with it is an error (the user meant it as JSON Lines, or gave ``field`` by mistake), as
   is a ``field`` that no input uses; in a directory, its other files are read as texts.
+* **Compressed files** (``.gz``, ``.zst``; :mod:`crossent.data.compression`) are read as the
+  file their name has without that extension: ``a.jsonl.gz`` as JSON Lines, ``a.txt.zst`` (or
+  any other name) as a text. ``field`` applies to them as to the uncompressed file.
+* **Parquet files and ``datasets`` folders** (``.parquet``; a folder ``save_to_disk`` wrote)
+  are one document per row of the column ``field`` (:mod:`crossent.data.tables`), named
+  ``path:row`` (rows from 1) or by ``name_field``; they need ``field`` as JSON Lines does.
+* **Read lazily.** :class:`Corpus` checks every path when it is made (each exists, is of a
+  kind it can read with the options given, a Parquet or ``datasets`` column exists and holds
+  text) and reads the documents only as it is iterated, one at a time, and again each time
+  it is iterated: JSON Lines a line at a time, Parquet and ``datasets`` a batch of rows at a
+  time, compressed texts decompressed as they are scored. So a corpus larger than memory can
+  be evaluated; an error inside a file (invalid JSON on line 90,000) is found when that line
+  is read. :func:`read_documents` is the same walk, gathered into a list.
 * **An empty file inside a directory is skipped**, with a :class:`SkippedFileWarning` (the
   command line prints it as one line on stderr): a directory gathered from elsewhere often holds
   one, and it has nothing to score. A directory left with nothing to read is an error, and so is
@@ -41,7 +56,7 @@ Policy, in one place:
 
 from __future__ import annotations
 
-import codecs
+import io
 import json
 import os
 import platform
@@ -49,120 +64,52 @@ import stat
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import IO, Literal
 
-from crossent.data.counts import count_bytes
+from crossent.data.compression import compression_of, inner_name, open_binary
+from crossent.data.documents import (
+    REPLACE,
+    CompressedDocument,
+    Document,
+    FileDocument,
+    InputError,
+    SkippedFileWarning,
+    Text,
+    first_characters,
+)
+from crossent.data.tables import (
+    check_parquet,
+    dataset_documents,
+    is_saved_dataset,
+    open_dataset,
+    parquet_documents,
+)
+
+__all__ = [
+    "STDIN",
+    "STREAM_BYTES",
+    "CompressedDocument",
+    "Corpus",
+    "Document",
+    "FileDocument",
+    "InputError",
+    "SkippedFileWarning",
+    "Text",
+    "default_text_name",
+    "first_characters",
+    "read_documents",
+]
 
 STDIN = "-"
 # Text files larger than this are read in parts while they are scored, not loaded whole.
 STREAM_BYTES = 64 << 20
-# How much of a streamed file is read at a time.
-_READ_BYTES = 4 << 20
-# The way out of invalid UTF-8, as a keyword argument and as a flag.
-_REPLACE = ("errors='replace' substitutes U+FFFD", "--errors replace substitutes U+FFFD")
 # What field is for, as a keyword argument and as a flag.
 _FIELD_ONLY = (
-    "field applies only to .jsonl files and stdin",
-    "--field NAME applies only to .jsonl files and stdin",
+    "field applies only to .jsonl and .parquet files, datasets folders and stdin",
+    "--field NAME applies only to .jsonl and .parquet files, datasets folders and stdin",
 )
-
-
-class InputError(ValueError):
-    """Bad input that an option of :func:`read_documents` is the way out of.
-
-    ``str(error)`` is ``problem (remedy)`` with the option as a keyword argument, for a caller
-    in Python; :attr:`command_line` is the same line with the option as ``crossent``'s flag.
-
-    Args:
-        problem: what is wrong, e.g. ``"a.txt is not valid UTF-8: byte 0xff at offset 2"``.
-        remedy: the way out, naming the keyword argument (``errors='replace' ...``).
-        flag_remedy: the same, naming the flag (``--errors replace ...``).
-    """
-
-    def __init__(self, problem: str, remedy: str, flag_remedy: str) -> None:
-        super().__init__(f"{problem} ({remedy})")
-        self.command_line = f"{problem} ({flag_remedy})"
-
-
-class SkippedFileWarning(UserWarning):
-    """A file of a directory that :func:`read_documents` left out, and why (it is empty)."""
-
-
-@dataclass(frozen=True)
-class Document:
-    """One text to score as a whole.
-
-    Attributes:
-        name: where it came from: a path, ``path:line`` for JSON Lines, ``<stdin>`` or
-            ``<stdin>:line``, or the default text's name.
-        text: the decoded text, never empty.
-        stored_bytes: its size as stored, when that differs from its UTF-8 length (invalid
-            bytes replaced by U+FFFD); None means the UTF-8 length.
-    """
-
-    name: str
-    text: str
-    stored_bytes: int | None = field(default=None, compare=False)
-
-    @property
-    def num_bytes(self) -> int:
-        """The text's size in bytes as stored (its UTF-8 length unless given)."""
-        return self.stored_bytes if self.stored_bytes is not None else count_bytes(self.text)
-
-    def parts(self) -> Iterator[str]:
-        """The text, as one part (see :meth:`FileDocument.parts`)."""
-        yield self.text
-
-
-@dataclass(frozen=True)
-class FileDocument:
-    """A text file scored as one document but read a part at a time, never whole.
-
-    Attributes:
-        name: the path, as given.
-        num_bytes: the file's size.
-        errors: ``"strict"`` or ``"replace"``, as for :func:`read_documents`.
-    """
-
-    name: str
-    num_bytes: int
-    errors: str = "strict"
-
-    def parts(self, read_bytes: int = _READ_BYTES) -> Iterator[str]:
-        """The decoded text in consecutive parts of about ``read_bytes`` bytes each.
-
-        Parts end wherever the reads end (never inside a character); they are not tokenized
-        separately as they come, see :func:`crossent.data.tokens.tokenize_parts`.
-
-        Raises:
-            ValueError: the file cannot be read, or holds invalid UTF-8 with ``errors="strict"``
-                (naming the byte offset in the file).
-        """
-        decoder = codecs.getincrementaldecoder("utf-8")(errors=self.errors)
-        offset = 0
-        try:
-            with open(self.name, "rb") as file:
-                while data := file.read(read_bytes):
-                    pending = len(decoder.getstate()[0])
-                    try:
-                        yield decoder.decode(data)
-                    except UnicodeDecodeError as error:
-                        where = offset - pending + error.start
-                        raise InputError(
-                            f"{self.name} is not valid UTF-8: at byte offset {where}", *_REPLACE
-                        ) from None
-                    offset += len(data)
-                yield decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            raise InputError(
-                f"{self.name} is not valid UTF-8: it ends inside a character", *_REPLACE
-            ) from None
-        except OSError as error:
-            raise ValueError(f"cannot read {self.name}: {error.strerror}") from None
-
-
-Text = Document | FileDocument
+# The kinds of input that hold their texts in a field.
+_FIELDED = ("jsonl", "parquet", "dataset")
 
 
 def read_documents(
@@ -175,13 +122,18 @@ def read_documents(
 ) -> list[Text]:
     """Read the documents at ``paths`` (files, directories, ``-``), or the default text.
 
+    The documents of :class:`Corpus` (same arguments), gathered into a list: for a corpus
+    too large for that, iterate a :class:`Corpus`.
+
     Args:
-        paths: text files, ``.jsonl`` files, directories, or ``-`` for stdin; empty for the
-            Python documentation shipped inside CPython.
-        field: the key that holds the text in each line of a ``.jsonl`` file (or of stdin).
+        paths: text files, ``.jsonl`` and ``.parquet`` files (each maybe ``.gz`` or ``.zst``
+            compressed, but Parquet), ``datasets`` folders, directories, or ``-`` for stdin;
+            empty for the Python documentation shipped inside CPython.
+        field: the key (column) that holds the text in each line (row).
         errors: ``"strict"`` rejects invalid UTF-8; ``"replace"`` substitutes U+FFFD.
-        stream_bytes: plain text files larger than this are returned as
-            :class:`FileDocument` and read in parts when scored.
+        stream_bytes: text files larger than this are returned as :class:`FileDocument`
+            (compressed: :class:`CompressedDocument`) and read in parts when scored.
+        name_field: the key (column) that names each line's (row's) document.
 
     Returns:
         The documents, in the order of ``paths`` (a directory's files sorted by name).
@@ -196,57 +148,141 @@ def read_documents(
     >>> [document.name for document in read_documents([])]  # doctest: +ELLIPSIS
     ['pydoc_data.topics (Python 3...)']
     """
-    if errors not in ("strict", "replace"):
-        raise ValueError(f"errors must be 'strict' or 'replace', got {errors!r}")
-    if name_field is not None and field is None:
-        raise InputError(
-            f"a document name from field {name_field!r} needs JSON Lines input",
-            "name_field applies only with field, to .jsonl files and stdin",
-            "--name-field NAME applies only with --field NAME, to .jsonl files and stdin",
-        )
-    if not paths:
-        return [_default_document()]
-    documents: list[Text] = []
-    field_used = False
-    for path in paths:
-        if path == STDIN:
-            data = sys.stdin.buffer.read()
-            text = _decode(data, "<stdin>", errors)
-            documents.extend(_parse(text, "<stdin>", field, len(data), name_field))
-            field_used = True
-        elif os.path.isdir(path):
-            files = _directory_files(path)
-            field_used = field_used or any(_is_json_lines(file) for file in files)
-            for file in files:
-                documents.extend(_read_file(file, field, errors, stream_bytes, name_field))
-        else:
-            if field is not None and not _is_json_lines(path):
-                raise InputError(
-                    f"{path} is not JSON Lines (a .jsonl file), so it has no field {field!r}",
-                    *_FIELD_ONLY,
-                )
-            documents.extend(_read_file(path, field, errors, stream_bytes, name_field))
-            field_used = True
-    if field is not None and not field_used:
-        raise InputError(f"no input is JSON Lines, so field {field!r} names nothing", *_FIELD_ONLY)
-    return documents
+    return list(
+        Corpus(paths, field=field, errors=errors, stream_bytes=stream_bytes, name_field=name_field)
+    )
 
 
-def first_characters(document: Text, count: int) -> Document:
-    """The document cut to its first ``count`` characters (all of it when shorter).
+class Corpus:
+    """The documents at ``paths``, checked now and read lazily each time they are iterated.
 
-    A cut document's bytes are the UTF-8 bytes of the characters kept.
+    Arguments as :func:`read_documents`'s, and ``max_chars``: cut each document to its first
+    ``max_chars`` characters (:func:`first_characters`), None for whole documents.
+
+    Raises:
+        ValueError: a path that is missing or of a kind the options cannot read (the module
+            docstring); problems inside a file are raised while iterating.
     """
-    if count < 1:
-        raise ValueError(f"a document must keep at least 1 character, got {count}")
-    if isinstance(document, Document) and len(document.text) <= count:
-        return document
-    text = ""
-    for part in document.parts():
-        text += part
-        if len(text) >= count:
-            break
-    return Document(document.name, text[:count])
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        *,
+        field: str | None = None,
+        errors: Literal["strict", "replace"] = "strict",
+        stream_bytes: int = STREAM_BYTES,
+        name_field: str | None = None,
+        max_chars: int | None = None,
+    ) -> None:
+        if errors not in ("strict", "replace"):
+            raise ValueError(f"errors must be 'strict' or 'replace', got {errors!r}")
+        if name_field is not None and field is None:
+            raise InputError(
+                f"a document name from field {name_field!r} needs JSON Lines input",
+                "name_field applies only with field, to .jsonl files and stdin",
+                "--name-field NAME applies only with --field NAME, to .jsonl files and stdin",
+            )
+        if max_chars is not None and max_chars < 1:
+            raise ValueError(f"a document must keep at least 1 character, got {max_chars}")
+        self.field, self.errors, self.name_field = field, errors, name_field
+        self.stream_bytes, self.max_chars = stream_bytes, max_chars
+        self._stdin = b""
+        self._sources: list[tuple[str, str]] = []  # (kind, path)
+        field_used = not paths
+        for path in paths:
+            if path == STDIN:
+                self._stdin = sys.stdin.buffer.read()
+                self._sources.append(("jsonl" if field is not None else "text", STDIN))
+                field_used = True
+            elif os.path.isdir(path) and not is_saved_dataset(path):
+                files = [(_kind(file), file) for file in _directory_files(path)]
+                field_used = field_used or any(kind in _FIELDED for kind, _ in files)
+                self._sources.extend(self._checked(kind, file) for kind, file in files)
+            else:
+                kind = _kind(path)
+                if field is not None and kind not in _FIELDED:
+                    raise InputError(
+                        f"{path} is not JSON Lines, Parquet or a datasets folder, so it has no "
+                        f"field {field!r}",
+                        *_FIELD_ONLY,
+                    )
+                self._sources.append(self._checked(kind, path))
+                field_used = True
+        if field is not None and not field_used:
+            raise InputError(
+                f"no input is JSON Lines, Parquet or a datasets folder, so field {field!r} "
+                "names nothing",
+                *_FIELD_ONLY,
+            )
+
+    @property
+    def total_bytes(self) -> int | None:
+        """The bytes of all documents, when known without reading them (plain text files
+        only, whole); else None. For a progress estimate."""
+        if self.max_chars is not None or any(
+            kind != "text" or path == STDIN or compression_of(path) for kind, path in self._sources
+        ):
+            return None
+        return sum(os.stat(path).st_size for _, path in self._sources) if self._sources else None
+
+    def __iter__(self) -> Iterator[Text]:
+        if not self._sources:
+            yield (
+                _default_document()
+                if self.max_chars is None
+                else first_characters(_default_document(), self.max_chars)
+            )
+            return
+        for kind, path in self._sources:
+            for document in self._documents(kind, path):
+                yield (
+                    document
+                    if self.max_chars is None
+                    else first_characters(document, self.max_chars)
+                )
+
+    def _checked(self, kind: str, path: str) -> tuple[str, str]:
+        """The source, once it is known to be readable with the options given."""
+        if kind in _FIELDED and self.field is None:
+            what = {"jsonl": "JSON Lines", "parquet": "Parquet", "dataset": "a datasets folder"}
+            raise InputError(
+                f"{path} is {what[kind]}: name the field that holds each "
+                f"{'line' if kind == 'jsonl' else 'row'}'s text",
+                "field=NAME",
+                "--field NAME",
+            )
+        if kind == "parquet" and self.field is not None:
+            check_parquet(path, self.field, self.name_field)
+        elif kind == "dataset" and self.field is not None:
+            open_dataset(path, self.field, self.name_field)
+        else:
+            try:
+                status = os.stat(path)
+            except FileNotFoundError:
+                raise ValueError(f"{path}: no such file or directory") from None
+            except OSError as error:
+                raise ValueError(f"cannot read {path}: {error.strerror}") from None
+            if not stat.S_ISREG(status.st_mode):
+                raise ValueError(f"{path} is not a regular file")
+        return kind, path
+
+    def _documents(self, kind: str, path: str) -> Iterator[Text]:
+        field, name_field = self.field, self.name_field
+        if kind == "parquet" and field is not None:
+            yield from parquet_documents(path, field, name_field)
+        elif kind == "dataset" and field is not None:
+            yield from dataset_documents(path, field, name_field)
+        elif path == STDIN:
+            if field is None:
+                text = _decode(self._stdin, "<stdin>", self.errors)
+                yield _text_document(text, "<stdin>", len(self._stdin))
+            else:
+                yield from _json_lines(io.BytesIO(self._stdin), "<stdin>", self, field)
+        elif kind == "jsonl" and field is not None:
+            with open_binary(path) as file:
+                yield from _json_lines(file, path, self, field)
+        else:
+            yield _text_file(path, self.errors, self.stream_bytes)
 
 
 def default_text_name() -> str:
@@ -264,6 +300,15 @@ def _default_document() -> Document:
         ) from None
     text = "\n\n".join(topics[key] for key in sorted(topics))
     return Document(name=default_text_name(), text=text)
+
+
+def _kind(path: str) -> str:
+    """What a path holds: ``"dataset"``, ``"jsonl"``, ``"parquet"`` or ``"text"``."""
+    if os.path.isdir(path) and is_saved_dataset(path):
+        return "dataset"
+    if inner_name(path).endswith(".jsonl"):
+        return "jsonl"
+    return "parquet" if path.endswith(".parquet") else "text"
 
 
 def _directory_files(path: str) -> list[str]:
@@ -291,79 +336,80 @@ def _directory_files(path: str) -> list[str]:
     return [file for file, size in files if size > 0]
 
 
-def _is_json_lines(path: str) -> bool:
-    return path.endswith(".jsonl")
-
-
-def _read_file(
-    path: str, field: str | None, errors: str, stream_bytes: int, name_field: str | None = None
-) -> list[Text]:
-    jsonl = _is_json_lines(path)
-    if jsonl and field is None:
-        raise InputError(
-            f"{path} is JSON Lines: name the field that holds each line's text",
-            "field=NAME",
-            "--field NAME",
-        )
+def _text_file(path: str, errors: str, stream_bytes: int) -> Text:
+    """A text file as one document: in memory, or streamed when larger than ``stream_bytes``."""
+    if compression_of(path) is not None:
+        with open_binary(path) as file:
+            size = 0
+            while data := file.read(1 << 20):
+                size += len(data)
+        if size > stream_bytes:
+            return CompressedDocument(path, size, errors)
+        with open_binary(path) as file:
+            data = file.read()
+        return _text_document(_decode(data, path, errors), path, len(data))
+    size = os.stat(path).st_size
+    if size > stream_bytes:
+        return FileDocument(path, size, errors)
     try:
-        status = os.stat(path)
-        if not stat.S_ISREG(status.st_mode):
-            raise ValueError(f"{path} is not a regular file")
-        if not jsonl and status.st_size > stream_bytes:
-            return [FileDocument(path, status.st_size, errors)]
         with open(path, "rb") as file:
             data = file.read()
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file or directory") from None
     except OSError as error:
         raise ValueError(f"cannot read {path}: {error.strerror}") from None
-    text = _decode(data, path, errors)
-    return _parse(text, path, field if jsonl else None, len(data), name_field)
+    return _text_document(_decode(data, path, errors), path, len(data))
 
 
-def _decode(data: bytes, name: str, errors: str) -> str:
+def _text_document(text: str, name: str, stored_bytes: int) -> Document:
+    if not text:
+        raise ValueError(f"{name} is empty")
+    return Document(name=name, text=text, stored_bytes=stored_bytes)
+
+
+def _decode(data: bytes, name: str, errors: str, offset: int = 0) -> str:
+    """``data`` as UTF-8; invalid bytes named by their offset, ``data`` starting at ``offset``."""
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as error:
+        where = offset + error.start
         raise InputError(
-            f"{name} is not valid UTF-8: byte 0x{data[error.start]:02x} at offset {error.start}",
-            *_REPLACE,
+            f"{name} is not valid UTF-8: byte 0x{data[error.start]:02x} at offset {where}",
+            *REPLACE,
         ) from None
 
 
-def _parse(
-    text: str, name: str, field: str | None, stored_bytes: int, name_field: str | None = None
-) -> list[Text]:
-    """One document for a plain text (``field`` None), one per line for JSON Lines."""
-    if field is None:
-        if not text:
-            raise ValueError(f"{name} is empty")
-        return [Document(name=name, text=text, stored_bytes=stored_bytes)]
-    documents: list[Text] = []
-    # Only "\n" ends a JSON line: str.splitlines would also split at U+2028 and U+0085, which
-    # JSON writers may leave unescaped inside strings.
-    for number, line in enumerate(text.split("\n"), start=1):
+def _json_lines(file: IO[bytes], name: str, corpus: Corpus, field: str) -> Iterator[Document]:
+    """One document per line of a JSON Lines file, read a line at a time."""
+    offset = 0
+    found = False
+    # Binary lines end only at "\n": str.splitlines would also split at U+2028 and U+0085,
+    # which JSON writers may leave unescaped inside strings.
+    for number, raw in enumerate(file, start=1):
+        line = _decode(raw, name, corpus.errors, offset)
+        offset += len(raw)
         if not line.strip():
             continue
-        where = f"{name}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{where} is not valid JSON: {error.msg}") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{where} is a JSON {type(record).__name__}, not an object")
-        if field not in record:
-            keys = ", ".join(sorted(record)) or "none"
-            raise ValueError(f"{where} has no field {field!r} (its keys: {keys})")
-        value = record[field]
-        if not isinstance(value, str):
-            raise ValueError(f"{where}: field {field!r} is a {type(value).__name__}, not text")
-        if not value:
-            raise ValueError(f"{where}: field {field!r} is empty")
-        documents.append(Document(name=_line_name(record, where, name_field), text=value))
-    if not documents:
+        found = True
+        yield _json_document(line, f"{name}:{number}", field, corpus.name_field)
+    if not found:
         raise ValueError(f"{name} is empty (no JSON lines)")
-    return documents
+
+
+def _json_document(line: str, where: str, field: str, name_field: str | None) -> Document:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where} is not valid JSON: {error.msg}") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{where} is a JSON {type(record).__name__}, not an object")
+    if field not in record:
+        keys = ", ".join(sorted(record)) or "none"
+        raise ValueError(f"{where} has no field {field!r} (its keys: {keys})")
+    value = record[field]
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: field {field!r} is a {type(value).__name__}, not text")
+    if not value:
+        raise ValueError(f"{where}: field {field!r} is empty")
+    return Document(name=_line_name(record, where, name_field), text=value)
 
 
 def _line_name(record: dict[str, object], where: str, name_field: str | None) -> str:

@@ -16,8 +16,19 @@ words those tokens cover; later documents are not read.
 **The prefix token**, by default, is the tokenizer's BOS token, or its EOS token when it has
 no BOS, as lm-evaluation-harness chooses (:func:`choose_prefix`).
 
+**Batches are sized in padded tokens**, not windows: a batch of ``size`` holds as many
+consecutive windows as fit in ``size`` full windows' worth of tokens (``size * L``, the rows
+times the longest row), so many short documents share one forward pass as fully as the
+windows of one long document do, with the same peak memory. ``size`` full windows make a
+batch of ``size``, as before; a batch always holds at least one window.
+
 A batch becomes the model's input by :func:`pad_windows`: right-padded, because a causal model
 never looks ahead, so padding after a window cannot change its scores.
+
+**Token texts are held only until scored**: with ``offsets`` the stream keeps each token's
+text and bytes for :meth:`DocumentStream.token_text`, and drops them once the batch that
+scored them has been consumed (when the next batch is asked for), so memory does not grow
+with the number of tokens.
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from crossent.data.counts import ScoredCount, count_bytes
-from crossent.data.sources import Text
+from crossent.data.sources import Corpus, Text
 from crossent.data.tokens import tokenize_parts
 from crossent.data.windows import Window, iter_windows
 
@@ -96,18 +107,21 @@ class DocumentStream:
         self.names: list[str] = []
         self.cut = False
         self._counts: list[ScoredCount] = []
+        # With offsets, the texts of the tokens not yet scored, per document (see _release).
         self._token_texts: list[list[str]] = []
         self._token_starts: list[list[int]] = []
         self._token_bytes: list[list[bytes]] = []
+        self._token_base: list[int] = []  # the position of each document's first kept text
+        self._released = 0  # the documents before this one hold no token texts
         # Without a prefix, or when a document may be cut, the counts need each token's extent.
         self._extents = offsets or prefix_id is None or max_tokens is not None
         self._budget = max_tokens  # scored tokens left to read
         # For the progress estimate: bytes of all documents, when known up front.
-        self.total_bytes = (
-            sum(doc.num_bytes for doc in list(documents)[:max_documents])
-            if isinstance(documents, Sized)
-            else None
-        )
+        self.total_bytes: int | None = None
+        if isinstance(documents, Sized):
+            self.total_bytes = sum(doc.num_bytes for doc in list(documents)[:max_documents])
+        elif isinstance(documents, Corpus) and max_documents is None:
+            self.total_bytes = documents.total_bytes
         self.tokens_read = 0
         self.bytes_read = 0
 
@@ -141,6 +155,7 @@ class DocumentStream:
             self._token_texts.append([])
             self._token_starts.append([])
             self._token_bytes.append([])
+            self._token_base.append(0)
             ids = self._ids(index, document)
             try:
                 for win in iter_windows(ids, self.prefix_id, self.window, self.stride):
@@ -154,10 +169,45 @@ class DocumentStream:
             self.cut = True
 
     def batches(self, size: int) -> Iterator[list[Indexed]]:
-        """The windows in consecutive lists of ``size``, the last one shorter, across documents."""
+        """The windows in consecutive batches of at most ``size * window`` padded tokens.
+
+        A batch's padded tokens are its rows times its longest window; windows are packed in
+        order, across documents, and a batch holds at least one (the module docstring). Once
+        the caller asks for the next batch, the previous one's token texts are dropped.
+        """
+        budget = size * self.window
         windows = self.windows()
-        while batch := list(islice(windows, size)):
+        pending = next(windows, None)
+        while pending is not None:
+            batch = [pending]
+            longest = len(pending[1].tokens)
+            pending = None
+            for item in windows:
+                length = max(longest, len(item[1].tokens))
+                if (len(batch) + 1) * length > budget:
+                    pending = item
+                    break
+                batch.append(item)
+                longest = length
             yield batch
+            self._release(batch[-1])
+
+    def _release(self, last: Indexed) -> None:
+        """Drop the token texts of every position scored up to and including window ``last``."""
+        if not self.offsets:
+            return
+        document, win = last
+        for index in range(self._released, document):
+            self._token_texts[index] = []
+            self._token_starts[index] = []
+            self._token_bytes[index] = []
+        self._released = max(self._released, document)
+        drop = win.first_position + len(win.targets) - self._token_base[document]
+        if drop > 0:
+            del self._token_texts[document][:drop]
+            del self._token_starts[document][:drop]
+            del self._token_bytes[document][:drop]
+            self._token_base[document] += drop
 
     def _ids(self, index: int, document: Text) -> Iterator[int]:
         # Without a prefix the first id is context only, so one more id than tokens scored.
@@ -190,11 +240,15 @@ class DocumentStream:
 
     def token_text(self, document: int, position: int) -> tuple[str, int, bytes]:
         """With ``offsets``: a token's text, the character offset in its document where it
-        starts, and its bytes (see :mod:`crossent.data.tokens`)."""
+        starts, and its bytes (see :mod:`crossent.data.tokens`), for a token of a batch not yet
+        consumed (the module docstring)."""
+        at = position - self._token_base[document]
+        if at < 0:
+            raise IndexError(f"token {position} of document {document} was already released")
         return (
-            self._token_texts[document][position],
-            self._token_starts[document][position],
-            self._token_bytes[document][position],
+            self._token_texts[document][at],
+            self._token_starts[document][at],
+            self._token_bytes[document][at],
         )
 
 

@@ -1,6 +1,7 @@
 """Evaluate a causal language model on texts (:func:`evaluate`) and what it returns.
 
-:mod:`crossent.evaluation.run` scores; :mod:`crossent.evaluation.records` holds the results.
+:mod:`crossent.evaluation.run` scores; :mod:`crossent.evaluation.records` holds the results;
+:mod:`crossent.evaluation.token_sink` hands per-token scores on as they are made.
 """
 
 from crossent.data.counts import count_words as count_words  # importable where it was
@@ -19,6 +20,7 @@ from crossent.evaluation.run import (
     evaluate,
     prefix_token,
 )
+from crossent.evaluation.token_sink import TokenSink
 
 __all__ = [
     "DEFAULT_WINDOW_CAP",
@@ -29,6 +31,7 @@ __all__ = [
     "Progress",
     "Provenance",
     "TokenScore",
+    "TokenSink",
     "count_words",
     "evaluate",
     "prefix_token",

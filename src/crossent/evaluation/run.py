@@ -39,6 +39,7 @@ from crossent.evaluation.records import (
     TokenScore,
     bootstrap_scores,
 )
+from crossent.evaluation.token_sink import TokenRelay, TokenSink
 from crossent.metrics import NLLMeter
 from crossent.scoring import TokenDetail, TokenTexts, score_batch
 from crossent.version import __version__
@@ -82,12 +83,15 @@ def evaluate(
     inputs: Inputs | None = None,
     progress: Progress | None = None,
     group: ProcessGroup | None = None,
+    on_token: TokenSink | None = None,
 ) -> EvaluationResult:
     """Score every token of every document once, with the rolling-window convention.
 
     Documents are read, tokenized and cut into windows as they are scored, so only the windows
     in flight are held: a :class:`crossent.data.FileDocument` larger than memory streams
-    through. Per-token details, when asked for, are kept for every token (about 300 bytes each).
+    through. Per-token details, when asked for with ``per_token``, are kept for every token
+    (about 300 bytes each); ``on_token`` receives them instead as they are made, holding none
+    (:mod:`crossent.evaluation.token_sink`).
 
     When ``torch.distributed`` is initialised (``torchrun``), the batches are dealt round-robin
     to the ranks of ``group`` (default: the world), each rank scores its own, and the sums are
@@ -100,7 +104,9 @@ def evaluate(
         window: input tokens per window, L (default: the model's context, at most 2048).
         stride: tokens between window starts, S in [1, L] (default L).
         prefix: token before each document: "bos", "eos" or "none" (default BOS, else EOS).
-        batch_size: windows per forward pass; results do not depend on it beyond float noise.
+        batch_size: full windows per forward pass; shorter windows (short documents) are
+            packed up to the same padded tokens, ``batch_size * window``
+            (:mod:`crossent.data.stream`). Results do not depend on it beyond float noise.
         per_token: also return a :class:`TokenScore` for every scored token.
         top_k: how many alternatives each :class:`TokenScore` lists.
         max_tokens: stop after this many scored tokens: the document they end in is cut after
@@ -111,6 +117,8 @@ def evaluate(
         progress: called after every batch with the tokens scored so far and an estimate of
             the total (None while there is nothing to estimate from).
         group: the process group to shard over when ``torch.distributed`` is initialised.
+        on_token: called with each scored token's document name and :class:`TokenScore`, in
+            document order, as it is scored (on every rank, which must all give one or none).
 
     Raises:
         ValueError: no documents, a window larger than the model's context, a bad stride,
@@ -129,28 +137,36 @@ def evaluate(
             raise ValueError(f"{name} must be positive, got {limit}")
     prefix, prefix_id = prefix_token(model, prefix)
 
+    details = per_token or on_token is not None
     stream = DocumentStream(
-        model.tokenizer, documents, prefix_id, window, stride, per_token,
+        model.tokenizer, documents, prefix_id, window, stride, details,
         max_tokens=max_tokens, max_documents=max_documents,
     )  # fmt: skip
     meters: list[NLLMeter] = []
     tokens: list[TokenScore] = []
     decoded = TokenTexts(model.tokenizer)
+    relay = TokenRelay(on_token, stream.names, group) if on_token is not None else None
     scored = 0
     with torch.no_grad():
         for batch, mine in deal(stream.batches(batch_size), group):
             meters.extend(NLLMeter() for _ in range(stream.count - len(meters)))
+            batch_tokens: list[TokenScore] = []
             if mine:
                 indices = [index for index, _ in batch]
                 windows = [win for _, win in batch]
-                sums, details = score_batch(model, windows, top_k if per_token else 0)
+                sums, rows = score_batch(model, windows, top_k if details else 0)
                 for index, (nll, count, correct, squared) in zip(indices, sums, strict=True):
                     meters[index].update(nll, count, correct=correct, nll_squared=squared)
-                if per_token:
-                    tokens.extend(_token_scores(stream, indices, windows, details, decoded))
+                if details:
+                    batch_tokens = list(_token_scores(stream, indices, windows, rows, decoded))
+                tokens.extend(batch_tokens if per_token else [])
+            if relay is not None:
+                relay.add(batch_tokens)
             scored += scored_tokens(batch)
             if progress is not None:
                 progress(scored, stream.estimated_tokens())
+        if relay is not None:
+            relay.flush()
     if stream.count == 0:
         raise ValueError("no documents to evaluate")
     meters.extend(NLLMeter() for _ in range(stream.count - len(meters)))
