@@ -55,7 +55,7 @@ def add_parser(commands: Commands) -> None:
         default=1024,
         metavar="N",
         help="across tokenizers with fewer than 20 documents, pair the difference over blocks "
-        "of N bytes (default 1024)",
+        "of N bytes (default: 1024)",
     )
     add_output_options(compare)
     compare.set_defaults(run=run)
