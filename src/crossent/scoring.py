@@ -38,17 +38,23 @@ class TokenDetail:
 
 def score_batch(
     model: CausalLM, windows: Sequence[Window], top_k: int
-) -> tuple[list[tuple[float, int, int]], list[list[TokenDetail]]]:
-    """Per window of one right-padded batch: (summed nats, scored tokens, correct top-1), and
-    with ``top_k`` > 0 the details of each scored token."""
+) -> tuple[list[tuple[float, int, int, float]], list[list[TokenDetail]]]:
+    """Per window of one right-padded batch: (summed nats, scored tokens, correct top-1, summed
+    squared nats), and with ``top_k`` > 0 the details of each scored token."""
     inputs, targets = pad_windows(windows, model.device)
     hidden = model.hidden_states(inputs)  # (B, T, d)
     stats = linear_cross_entropy_with_stats(
         hidden, model.head_weight, targets, model.head_bias, reduction="sum"
     )
     token_loss = stats.token_loss.double()  # (B, T), 0 where not scored
+    squares = token_loss.square().sum(dim=1).tolist()
     sums = [
-        (float(token_loss[row].sum()), int(stats.scored[row].sum()), int(stats.correct[row].sum()))
+        (
+            float(token_loss[row].sum()),
+            int(stats.scored[row].sum()),
+            int(stats.correct[row].sum()),
+            squares[row],
+        )
         for row in range(len(windows))
     ]
     if top_k == 0:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from crossent.data.conventions import Convention, Tally, describe, llama_cpp_uncertainty
 from crossent.data.stream import Prefix
 from crossent.data.tokens import show_bytes
 from crossent.metrics import NLLMeter, NLLResult
@@ -21,6 +22,7 @@ class DocumentScore:
     ``bytes`` and ``words`` are those the scored tokens cover (:mod:`crossent.data.counts`);
     ``unscored_bytes`` and ``unscored_words`` are the first token's when it is context only (no
     prefix token), and ``truncated`` says the document was cut short by ``max_tokens``.
+    ``tally`` says how the convention cut it (None for a score built by hand).
     """
 
     name: str
@@ -32,6 +34,7 @@ class DocumentScore:
     unscored_bytes: int = 0
     unscored_words: int = 0
     truncated: bool = False
+    tally: Tally | None = None
 
     def result(self) -> NLLResult:
         """This document's metrics in every unit."""
@@ -45,6 +48,11 @@ class DocumentScore:
             "unscored_bytes": self.unscored_bytes,
             "unscored_words": self.unscored_words,
             "truncated": self.truncated,
+            **(
+                {"tokens_scored": self.tally.scored, "tokens_unscored": self.tally.unscored}
+                if self.tally is not None
+                else {}
+            ),
         }
 
 
@@ -182,7 +190,8 @@ class EvaluationResult:
     ``tokens`` holds one :class:`TokenScore` per scored token, in document order, when
     :func:`evaluate` was asked for per-token details; otherwise it is empty. ``stopped_early``
     says that ``max_tokens`` or ``max_documents`` left text unscored; ``provenance`` is None
-    only for a result built by hand.
+    only for a result built by hand. ``convention`` is how tokens were chosen for scoring
+    (:mod:`crossent.data.conventions`), and :meth:`convention_block` says what it did.
     """
 
     model: str
@@ -194,16 +203,50 @@ class EvaluationResult:
     tokens: list[TokenScore] = field(default_factory=list)
     provenance: Provenance | None = None
     stopped_early: bool = False
+    convention: Convention = "lm-eval"
 
     @property
     def unscored_bytes(self) -> int:
         """The bytes of the documents' first tokens left unscored (no prefix token)."""
         return sum(document.unscored_bytes for document in self.documents)
 
+    def convention_block(self) -> dict[str, Any]:
+        """How the numbers were made, as every output shows it: the convention and its rules,
+        prefix, window, stride, forward passes, tokens scored and left unscored, and the tokens
+        the totals count (``hf-stride``'s weighting makes them fewer than those scored); for
+        ``llama.cpp`` also its perplexity and its ``+/-`` (``PPL = x +/- y``)."""
+        tallies = [document.tally for document in self.documents if document.tally is not None]
+        if len(tallies) == len(self.documents):
+            scored = sum(tally.scored for tally in tallies)
+            unscored = sum(tally.unscored for tally in tallies)
+        else:  # built by hand: every token scored but a first one without a prefix
+            scored = self.totals.tokens
+            unscored = len(self.documents) if self.prefix == "none" else 0
+        block: dict[str, Any] = {
+            "name": self.convention,
+            "rules": describe(self.convention, self.window, self.stride),
+            "prefix": self.prefix,
+            "window": self.window,
+            "stride": self.stride,
+            "windows": sum(tally.windows for tally in tallies),
+            "tokens_scored": scored,
+            "tokens_unscored": unscored,
+            "tokens_counted": self.totals.tokens,
+        }
+        if self.convention == "llama.cpp":
+            squared = sum(tally.nll_squared for tally in tallies)
+            block["scored_chunk_positions"] = [self.window // 2 + 1, self.window - 1]
+            block["perplexity"] = self.totals.perplexity
+            block["perplexity_uncertainty"] = llama_cpp_uncertainty(
+                self.totals.nll_nats, squared, self.totals.tokens
+            )
+        return block
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``crossent eval --json``."""
         return {
             "model": self.model,
+            "convention": self.convention_block(),
             "window": self.window,
             "stride": self.stride,
             "prefix": self.prefix,

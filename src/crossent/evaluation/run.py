@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from crossent.data import Text, Window
+from crossent.data.conventions import Convention, check_convention, convention_prefix, counted
 from crossent.data.stream import DocumentStream, choose_prefix, scored_tokens
 from crossent.data.stream import Prefix as Prefix  # the type of evaluate's prefix argument
 from crossent.data.windows import check_window
@@ -81,8 +82,11 @@ def evaluate(
     inputs: Inputs | None = None,
     progress: Progress | None = None,
     group: ProcessGroup | None = None,
+    convention: Convention = "lm-eval",
 ) -> EvaluationResult:
-    """Score every token of every document once, with the rolling-window convention.
+    """Score every document's tokens by a convention: by default each token once, in rolling
+    windows (lm-evaluation-harness's); or llama.cpp's or the Transformers guide's way
+    (:mod:`crossent.data.conventions`).
 
     Documents are read, tokenized and cut into windows as they are scored, so only the windows
     in flight are held: a :class:`crossent.data.FileDocument` larger than memory streams
@@ -110,6 +114,9 @@ def evaluate(
         progress: called after every batch with the tokens scored so far and an estimate of
             the total (None while there is nothing to estimate from).
         group: the process group to shard over when ``torch.distributed`` is initialised.
+        convention: ``"lm-eval"``, ``"llama.cpp"`` or ``"hf-stride"``; it also picks the
+            default prefix (:func:`crossent.data.conventions.convention_prefix`). Under the
+            latter two ``max_tokens`` caps the tokens read, of which only some are scored.
 
     Raises:
         ValueError: no documents, a window larger than the model's context, a bad stride,
@@ -117,6 +124,7 @@ def evaluate(
             read.
     """
     window = window if window is not None else min(model.context_length, DEFAULT_WINDOW_CAP)
+    check_convention(convention, window, stride)
     stride = stride if stride is not None else window
     check_window(window, stride, context=model.context_length)
     if batch_size < 1:
@@ -126,11 +134,11 @@ def evaluate(
     for name, limit in (("max_tokens", max_tokens), ("max_documents", max_documents)):
         if limit is not None and limit < 1:
             raise ValueError(f"{name} must be positive, got {limit}")
-    prefix, prefix_id = prefix_token(model, prefix)
+    prefix, prefix_id = prefix_token(model, convention_prefix(convention, model.tokenizer, prefix))
 
     stream = DocumentStream(
         model.tokenizer, documents, prefix_id, window, stride, per_token,
-        max_tokens=max_tokens, max_documents=max_documents,
+        max_tokens=max_tokens, max_documents=max_documents, convention=convention,
     )  # fmt: skip
     meters: list[NLLMeter] = []
     tokens: list[TokenScore] = []
@@ -143,8 +151,12 @@ def evaluate(
                 indices = [index for index, _ in batch]
                 windows = [win for _, win in batch]
                 sums, details = score_batch(model, windows, top_k if per_token else 0)
-                for index, (nll, count, correct) in zip(indices, sums, strict=True):
+                for index, win, (nll, count, correct, squared) in zip(
+                    indices, windows, sums, strict=True
+                ):
+                    nll, count, correct = counted(win, nll, count, correct)
                     meters[index].update(nll, count, correct=correct)
+                    stream.tallies[index].nll_squared += squared
                 if per_token:
                     tokens.extend(_token_scores(stream, indices, windows, details, decoded))
             scored += scored_tokens(batch)
@@ -155,6 +167,9 @@ def evaluate(
     meters.extend(NLLMeter() for _ in range(stream.count - len(meters)))
     if rank_and_world(group)[1] > 1:
         meters, tokens = _gather(meters, tokens, per_token, group)
+        squares = all_sum_floats([[tally.nll_squared] for tally in stream.tallies], group)
+        for tally, (squared,) in zip(stream.tallies, squares, strict=True):
+            tally.nll_squared = squared
     scores = _document_scores(stream, meters)
     total = NLLMeter()
     for score in scores:
@@ -171,8 +186,9 @@ def evaluate(
         max_documents=max_documents,
     )
     return EvaluationResult(
-        model.name, window, stride, prefix, scores, total.result(), tokens, provenance, stream.cut
-    )
+        model.name, window, stride, prefix, scores, total.result(), tokens, provenance, stream.cut,
+        convention,
+    )  # fmt: skip
 
 
 def _document_scores(stream: DocumentStream, meters: list[NLLMeter]) -> list[DocumentScore]:
@@ -188,8 +204,11 @@ def _document_scores(stream: DocumentStream, meters: list[NLLMeter]) -> list[Doc
             unscored_bytes=count.unscored_bytes,
             unscored_words=count.unscored_words,
             truncated=count.cut,
+            tally=tally,
         )
-        for name, count, meter in zip(stream.names, stream.counts, meters, strict=True)
+        for name, count, meter, tally in zip(
+            stream.names, stream.counts, meters, stream.tallies, strict=True
+        )
     ]
 
 
