@@ -43,12 +43,18 @@ def test_llama_cpp_is_named_in_every_output(tmp_path: Path) -> None:
     out, report = tmp_path / "r.json", tmp_path / "r.html"
     done = _crossent(
         "eval", "--data", str(text), "--convention", "llama.cpp", "--window", "64",
-        "--json", str(out), "--report", str(report),
+        "--json", str(out), "--report", str(report), "--by-position",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[1] == "convention llama.cpp, window 64, stride 64, prefix none"
-    block = json.loads(out.read_text(encoding="utf-8"))["convention"]
+    record = json.loads(out.read_text(encoding="utf-8"))
+    block = record["convention"]
+    # llama.cpp scores chunk positions 33-63: contexts of 33 to 63 tokens, two buckets
+    buckets = [(row["first"], row["last"], row["tokens"]) for row in record["by_position"]]
+    chunks = block["windows"]
+    assert buckets == [(32, 63, 31 * chunks)]
+    assert "loss by position in the window" in done.stdout
     assert block["name"] == "llama.cpp"
     assert block["scored_chunk_positions"] == [33, 63]
     ppl, plus_minus = block["perplexity"], block["perplexity_uncertainty"]
@@ -57,3 +63,5 @@ def test_llama_cpp_is_named_in_every_output(tmp_path: Path) -> None:
     page = report.read_text(encoding="utf-8")
     assert '<td data-metric="convention.name">llama.cpp</td>' in page
     assert f'<td data-metric="convention.tokens_scored">{block["tokens_scored"]}</td>' in page
+    assert '<svg class="positions"' in page
+    assert '<td data-metric="context">32-63</td>' in page

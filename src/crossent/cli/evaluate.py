@@ -51,6 +51,12 @@ def add_parser(commands: Commands) -> None:
         help="write every scored token (text or bytes, offset, nats, probability, rank, top-5) "
         "as .jsonl or .csv (missing folders are created)",
     )
+    evaluate.add_argument(
+        "--by-position",
+        action="store_true",
+        help="also show the mean loss by position in the window (tokens of context, in "
+        "power-of-two buckets: 1, 2-3, 4-7, ...) as a table, in the JSON and in the report",
+    )
     add_limit_options(evaluate)
     add_output_options(evaluate)
     evaluate.set_defaults(run=run)
@@ -105,12 +111,17 @@ def run(args: argparse.Namespace) -> int:
                 inputs=Inputs(tuple(args.data or [default_text_name()]), args.max_chars),
                 progress=progress,
                 convention=args.convention,
+                by_position=args.by_position,
             )
         if rank != 0:
             return 0
     print(format_evaluation(result, model_description=model.description))
     for note in scoring_notes(result):
         print(note)
+    if result.by_position is not None:
+        from crossent.report.positions import format_positions
+
+        print(format_positions(result.by_position))
     write_output(args.json, lambda: json.dumps(result.to_dict(), indent=2) + "\n")
     if args.per_token is not None:
         write_per_token(args.per_token, result)

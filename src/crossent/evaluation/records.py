@@ -13,6 +13,7 @@ from crossent.data.conventions import Convention, Tally, describe, llama_cpp_unc
 from crossent.data.stream import Prefix
 from crossent.data.tokens import show_bytes
 from crossent.metrics import NLLMeter, NLLResult
+from crossent.scoring import PositionBucket
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,8 @@ class EvaluationResult:
     says that ``max_tokens`` or ``max_documents`` left text unscored; ``provenance`` is None
     only for a result built by hand. ``convention`` is how tokens were chosen for scoring
     (:mod:`crossent.data.conventions`), and :meth:`convention_block` says what it did.
+    ``by_position``, when asked for, is the mean loss by context length, in power-of-two
+    buckets (:class:`crossent.scoring.PositionMeter`).
     """
 
     model: str
@@ -204,6 +207,7 @@ class EvaluationResult:
     provenance: Provenance | None = None
     stopped_early: bool = False
     convention: Convention = "lm-eval"
+    by_position: list[PositionBucket] | None = None
 
     @property
     def unscored_bytes(self) -> int:
@@ -260,4 +264,9 @@ class EvaluationResult:
             },
             "documents": [document.to_dict() for document in self.documents],
             "totals": _metrics_dict(self.totals),
+            **(
+                {"by_position": [bucket.to_dict() for bucket in self.by_position]}
+                if self.by_position is not None
+                else {}
+            ),
         }

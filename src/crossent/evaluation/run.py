@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from crossent.data import Text, Window
-from crossent.data.conventions import Convention, check_convention, convention_prefix, counted
+from crossent.data.conventions import (
+    Convention,
+    Tally,
+    check_convention,
+    convention_prefix,
+    counted,
+)
 from crossent.data.stream import DocumentStream, choose_prefix, scored_tokens
 from crossent.data.stream import Prefix as Prefix  # the type of evaluate's prefix argument
 from crossent.data.windows import check_window
@@ -40,7 +46,7 @@ from crossent.evaluation.records import (
     TokenScore,
 )
 from crossent.metrics import NLLMeter
-from crossent.scoring import TokenDetail, TokenTexts, score_batch
+from crossent.scoring import PositionMeter, TokenDetail, TokenTexts, score_batch
 from crossent.version import __version__
 
 if TYPE_CHECKING:
@@ -83,6 +89,7 @@ def evaluate(
     progress: Progress | None = None,
     group: ProcessGroup | None = None,
     convention: Convention = "lm-eval",
+    by_position: bool = False,
 ) -> EvaluationResult:
     """Score every document's tokens by a convention: by default each token once, in rolling
     windows (lm-evaluation-harness's); or llama.cpp's or the Transformers guide's way
@@ -117,6 +124,9 @@ def evaluate(
         convention: ``"lm-eval"``, ``"llama.cpp"`` or ``"hf-stride"``; it also picks the
             default prefix (:func:`crossent.data.conventions.convention_prefix`). Under the
             latter two ``max_tokens`` caps the tokens read, of which only some are scored.
+        by_position: also sum the loss at each position of the window, for
+            :attr:`EvaluationResult.by_position` (:class:`crossent.scoring.PositionMeter`:
+            ``O(L)`` memory, every scored token once, unweighted).
 
     Raises:
         ValueError: no documents, a window larger than the model's context, a bad stride,
@@ -141,6 +151,7 @@ def evaluate(
         max_tokens=max_tokens, max_documents=max_documents, convention=convention,
     )  # fmt: skip
     meters: list[NLLMeter] = []
+    positions = PositionMeter(window) if by_position else None
     tokens: list[TokenScore] = []
     decoded = TokenTexts(model.tokenizer)
     scored = 0
@@ -150,7 +161,7 @@ def evaluate(
             if mine:
                 indices = [index for index, _ in batch]
                 windows = [win for _, win in batch]
-                sums, details = score_batch(model, windows, top_k if per_token else 0)
+                sums, details = score_batch(model, windows, top_k if per_token else 0, positions)
                 for index, win, (nll, count, correct, squared) in zip(
                     indices, windows, sums, strict=True
                 ):
@@ -167,9 +178,7 @@ def evaluate(
     meters.extend(NLLMeter() for _ in range(stream.count - len(meters)))
     if rank_and_world(group)[1] > 1:
         meters, tokens = _gather(meters, tokens, per_token, group)
-        squares = all_sum_floats([[tally.nll_squared] for tally in stream.tallies], group)
-        for tally, (squared,) in zip(stream.tallies, squares, strict=True):
-            tally.nll_squared = squared
+        _sum_over_ranks(stream.tallies, positions, group)
     scores = _document_scores(stream, meters)
     total = NLLMeter()
     for score in scores:
@@ -187,7 +196,7 @@ def evaluate(
     )
     return EvaluationResult(
         model.name, window, stride, prefix, scores, total.result(), tokens, provenance, stream.cut,
-        convention,
+        convention, positions.buckets() if positions is not None else None,
     )  # fmt: skip
 
 
@@ -237,6 +246,19 @@ def _token_scores(
                 top_probs=detail.top_probs,
                 utf8=utf8,
             )
+
+
+def _sum_over_ranks(
+    tallies: list[Tally], positions: PositionMeter | None, group: ProcessGroup | None
+) -> None:
+    """Every rank's squared losses and per-position sums added up, in place."""
+    squares = all_sum_floats([[tally.nll_squared] for tally in tallies], group)
+    for tally, (squared,) in zip(tallies, squares, strict=True):
+        tally.nll_squared = squared
+    if positions is not None:
+        nats, counts = all_sum_floats([positions.nats.tolist(), positions.tokens.tolist()], group)
+        positions.nats = torch.tensor(nats, dtype=torch.float64)
+        positions.tokens = torch.tensor(counts, dtype=torch.float64).long()
 
 
 def _gather(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from crossent.report.heatmap import NO_TOKENS_NOTE, Payload, heatmap_page, score_heatmaps
 from crossent.report.histogram import histogram_bin_count, histogram_svg
+from crossent.report.positions import positions_svg, positions_table
 from crossent.report.result_tables import (
     convention_table,
     documents_table,
@@ -74,6 +75,12 @@ def render_evaluation_report(
         "<h2>Documents</h2>",
         documents_table(result),
     ]
+    if result.by_position:
+        parts += [
+            "<h2>Loss by position in the window</h2>",
+            positions_svg(result.by_position),
+            positions_table(result.by_position),
+        ]
     if result.tokens:
         bins = histogram_bin_count([result])
         parts += [
