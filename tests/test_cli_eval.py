@@ -34,8 +34,8 @@ def test_eval_writes_the_documented_json(smollm2: HFCausalLM, tmp_path: Path) ->
     assert f"\n{text_file}  " in done.stdout  # a lone document's row is named by it
     result = json.loads(out.read_text(encoding="utf-8"))
     assert set(result) == {
-        "model", "window", "stride", "prefix", "provenance", "scoring", "documents", "totals",
-        "uncertainty",
+        "model", "convention", "window", "stride", "prefix", "provenance", "scoring", "documents",
+        "totals", "uncertainty",
     }  # fmt: skip
     assert (result["window"], result["stride"], result["prefix"]) == (128, 128, "bos")
     (document,) = result["documents"]
@@ -44,8 +44,18 @@ def test_eval_writes_the_documented_json(smollm2: HFCausalLM, tmp_path: Path) ->
         "perplexity", "bits_per_byte", "byte_perplexity", "word_perplexity", "accuracy",
         "nats_per_token_se", "bits_per_token_se", "perplexity_se", "bits_per_byte_se",
     }  # fmt: skip
-    assert set(document) == {"name", "unscored_bytes", "unscored_words", "truncated"} | metrics
+    assert set(document) == {
+        "name", "unscored_bytes", "unscored_words", "truncated", "tokens_scored", "tokens_unscored",
+    } | metrics  # fmt: skip
     assert set(result["totals"]) == metrics
+    convention = result["convention"]
+    assert (convention["name"], convention["window"], convention["prefix"]) == (
+        "lm-eval",
+        128,
+        "bos",
+    )
+    tokens = result["totals"]["tokens"]
+    assert (convention["tokens_scored"], convention["tokens_unscored"]) == (tokens, 0)
 
     # The oracle: transformers' own logits for BOS + the text, one window.
     ids = smollm2.tokenizer.encode(TEXT)

@@ -9,6 +9,7 @@ at a time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,23 +38,29 @@ class TokenDetail:
 
 
 def score_batch(
-    model: CausalLM, windows: Sequence[Window], top_k: int
+    model: CausalLM,
+    windows: Sequence[Window],
+    top_k: int,
+    by_position: PositionMeter | None = None,
 ) -> tuple[list[tuple[float, int, int, float]], list[list[TokenDetail]]]:
     """Per window of one right-padded batch: (summed nats, scored tokens, correct top-1, summed
-    squared nats, for the standard errors), and with ``top_k`` > 0 the details of each scored
-    token."""
+    squared nats), and with ``top_k`` > 0 the details of each scored token. ``by_position``,
+    given, is added each scored token's nats at its position in its window."""
     inputs, targets = pad_windows(windows, model.device)
     hidden = model.hidden_states(inputs)  # (B, T, d)
     stats = linear_cross_entropy_with_stats(
         hidden, model.head_weight, targets, model.head_bias, reduction="sum"
     )
     token_loss = stats.token_loss.double()  # (B, T), 0 where not scored
+    if by_position is not None:
+        by_position.add(token_loss.sum(dim=0), stats.scored.sum(dim=0))
+    squares = token_loss.square().sum(dim=1).tolist()
     sums = [
         (
             float(token_loss[row].sum()),
             int(stats.scored[row].sum()),
             int(stats.correct[row].sum()),
-            float(token_loss[row].square().sum()),
+            squares[row],
         )
         for row in range(len(windows))
     ]
@@ -130,3 +137,75 @@ class TokenTexts:
             if data is not None:
                 return show_bytes(data)
         return self.tokenizer.decode([token])
+
+
+class PositionMeter:
+    """Summed nats and token counts at each position of the window: memory ``O(L)``, whatever
+    the number of tokens.
+
+    Position ``i`` is the input position whose logits score the target, so a token scored there
+    was predicted from ``i + 1`` tokens of its window (the prefix token included). Buckets
+    (:meth:`buckets`) are powers of two of that context: 1, 2-3, 4-7, 8-15, ..., so each bucket
+    doubles the context of the one before, and the model's gain from longer context reads off
+    evenly at any window length.
+
+    Args:
+        window: ``L``, the most positions a window has.
+    """
+
+    def __init__(self, window: int) -> None:
+        self.nats = torch.zeros(window, dtype=torch.float64)
+        self.tokens = torch.zeros(window, dtype=torch.int64)
+
+    def add(self, nats: torch.Tensor, tokens: torch.Tensor) -> None:
+        """Add a batch's summed nats ``(T,)`` and scored counts ``(T,)`` per position."""
+        length = nats.shape[0]
+        self.nats[:length] += nats.detach().double().cpu()
+        self.tokens[:length] += tokens.detach().long().cpu()
+
+    def buckets(self) -> list[PositionBucket]:
+        """The non-empty buckets, shortest context first (the class docstring)."""
+        out = []
+        low = 1
+        window = self.nats.shape[0]
+        while low <= window:
+            high = min(2 * low - 1, window)  # contexts low .. high: positions low-1 .. high-1
+            count = int(self.tokens[low - 1 : high].sum())
+            if count:
+                nats = float(self.nats[low - 1 : high].sum())
+                out.append(PositionBucket(low, high, count, nats))
+            low *= 2
+        return out
+
+
+@dataclass(frozen=True)
+class PositionBucket:
+    """The tokens scored with a context of ``first`` to ``last`` tokens of their window.
+
+    Attributes:
+        first: the shortest context in the bucket, in tokens (1 is the first position).
+        last: the longest.
+        tokens: how many tokens were scored there.
+        nll_nats: their summed negative log-likelihood, in nats.
+    """
+
+    first: int
+    last: int
+    tokens: int
+    nll_nats: float
+
+    @property
+    def nats_per_token(self) -> float:
+        """The bucket's mean loss, in nats."""
+        return self.nll_nats / self.tokens
+
+    def to_dict(self) -> dict[str, float | int]:
+        """The JSON shape of one bucket of ``crossent eval --by-position``."""
+        return {
+            "first": self.first,
+            "last": self.last,
+            "tokens": self.tokens,
+            "nll_nats": self.nll_nats,
+            "nats_per_token": self.nats_per_token,
+            "bits_per_token": self.nats_per_token / math.log(2.0),
+        }

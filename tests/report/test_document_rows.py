@@ -27,7 +27,7 @@ def test_a_lone_document_s_row_is_named_by_it_on_the_terminal() -> None:
     result = replace(full, documents=full.documents[:1], totals=full.documents[0].result())
     lines = format_evaluation(result, model_description=DESCRIPTION).splitlines()
     assert lines[0] == f"model m: {DESCRIPTION}"
-    assert lines[1] == "window 64, stride 32, prefix bos"
+    assert lines[1] == "convention lm-eval, window 64, stride 32, prefix bos"
     rows = lines[4:]
     assert len(rows) == 1
     assert rows[0].startswith(name)

@@ -37,10 +37,25 @@ def add_parser(commands: Commands) -> None:
     evaluate.add_argument("--model", help=DEFAULT_MODEL_HELP)
     add_scoring_options(evaluate)
     evaluate.add_argument(
+        "--convention",
+        choices=["lm-eval", "llama.cpp", "hf-stride"],
+        default="lm-eval",
+        help="which tokens are scored, as which tool scores them: lm-eval (rolling windows, "
+        "every token once), llama.cpp (llama-perplexity: chunks of --window, the second half "
+        "of each scored) or hf-stride (the Transformers guide's strided windows); also picks "
+        "the default --prefix (see crossent.data.conventions)",
+    )
+    evaluate.add_argument(
         "--per-token",
         metavar="FILE",
         help="write every scored token (text or bytes, offset, nats, probability, rank, top-5) "
         "as .jsonl or .csv (missing folders are created)",
+    )
+    evaluate.add_argument(
+        "--by-position",
+        action="store_true",
+        help="also show the mean loss by position in the window (tokens of context, in "
+        "power-of-two buckets: 1, 2-3, 4-7, ...) as a table, in the JSON and in the report",
     )
     add_limit_options(evaluate)
     add_output_options(evaluate)
@@ -66,6 +81,7 @@ def add_limit_options(parser: Parser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require("hf", "crossent eval")
+    check_convention_options(args)
     if args.per_token is not None:
         from crossent.report.per_token import per_token_format
 
@@ -98,12 +114,18 @@ def run(args: argparse.Namespace) -> int:
                 max_documents=args.max_documents,
                 inputs=Inputs(tuple(args.data or [default_text_name()]), args.max_chars),
                 progress=progress,
+                convention=args.convention,
+                by_position=args.by_position,
             )
         if rank != 0:
             return 0
     print(format_evaluation(result, model_description=model.description))
     for note in [*format_uncertainty(result), *scoring_notes(result)]:
         print(note)
+    if result.by_position is not None:
+        from crossent.report.positions import format_positions
+
+        print(format_positions(result.by_position))
     write_output(args.json, lambda: json.dumps(result.to_dict(), indent=2) + "\n")
     if args.per_token is not None:
         print(f"wrote {args.per_token}")
@@ -114,10 +136,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_convention_options(args: argparse.Namespace) -> None:
+    """Refuse, before a model loads, a window or stride the convention cannot use
+    (:func:`crossent.data.conventions.check_convention`, with the flags named)."""
+    if args.convention == "hf-stride" and args.window == 1:
+        raise ValueError(
+            "--window 1 is too small for --convention hf-stride: a window of one token "
+            "predicts none of its labels"
+        )
+    if args.convention != "llama.cpp":
+        return
+    if args.stride is not None and args.stride != args.window:
+        raise ValueError(
+            f"--stride {args.stride} does not apply to --convention llama.cpp: its chunks never "
+            "overlap (leave --stride out)"
+        )
+    if args.window is not None and args.window < 3:
+        raise ValueError(
+            f"--window {args.window} is too small for --convention llama.cpp: it scores the "
+            "second half of each chunk but its first token, so it needs at least 3"
+        )
+
+
 def scoring_notes(result: EvaluationResult) -> list[str]:
     """The lines that say what was left unscored: a first token without a prefix, the limits."""
-    notes = []
-    if result.prefix == "none":
+    notes = [convention_note(result)]
+    if result.prefix == "none" and result.convention == "lm-eval":
         notes.append(
             "prefix none: the first token of each document is context only, not scored; "
             f"its {result.unscored_bytes} bytes are left out of bits per byte"
@@ -131,3 +175,17 @@ def scoring_notes(result: EvaluationResult) -> list[str]:
     elif result.stopped_early:
         notes.append(f"stopped after {len(result.documents)} documents; the rest were not read")
     return notes
+
+
+def convention_note(result: EvaluationResult) -> str:
+    """One line: the convention's rules, what it scored and left out; llama.cpp's PPL line."""
+    block = result.convention_block()
+    line = (
+        f"convention {block['name']} ({block['rules']}): {block['tokens_scored']} tokens "
+        f"scored, {block['tokens_unscored']} left unscored"
+    )
+    if block["tokens_counted"] != block["tokens_scored"]:
+        line += f", counted as {block['tokens_counted']}"
+    if block.get("perplexity_uncertainty") is not None:
+        line += f"; PPL = {block['perplexity']:.4f} +/- {block['perplexity_uncertainty']:.5f}"
+    return line

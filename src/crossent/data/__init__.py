@@ -7,6 +7,8 @@
 * :mod:`crossent.data.tokens`: tokenizing a document that arrives in parts, a piece at a time.
 * :mod:`crossent.data.windows`: the one documented convention for cutting a tokenized document
   into model-sized :class:`Window` objects so that every token is scored exactly once.
+* :mod:`crossent.data.conventions`: the same for llama.cpp's and the Transformers guide's ways
+  of scoring (``--convention``), each tool's rules written once.
 * :mod:`crossent.data.stream`: documents to batches of windows as they are scored, the prefix
   token before each, and the padded tensors a model reads (imported on its own: it needs torch).
 """

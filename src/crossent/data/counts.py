@@ -166,3 +166,53 @@ class ScoredCount:
         else:
             last = len(_WHITESPACE.findall(self._last))
         return 1 + self._runs + last - self.unscored_words
+
+
+class SparseCount(ScoredCount):
+    """The bytes of a document that scattered scored tokens cover, for the conventions that
+    leave context-only tokens between them (:mod:`crossent.data.conventions`); words are not
+    counted (0, so word perplexity is left out).
+
+    Fed like :class:`ScoredCount` (always with each token's bytes), then told each window's
+    scored positions, in order, by :meth:`score`; it holds the byte counts of the tokens read
+    but not yet passed, a window or so.
+    """
+
+    def __init__(self, stored_bytes: int) -> None:
+        super().__init__(stored_bytes, first_unscored=False)
+        self._lengths: list[int] = []  # bytes of the tokens from document position _offset on
+        self._offset = 0
+        self._scored_bytes = 0
+
+    def add(
+        self,
+        text: str,
+        start: int,
+        kept: int,
+        token_texts: Sequence[str] | None,
+        token_bytes: Sequence[bytes] | None,
+    ) -> None:
+        """As :meth:`ScoredCount.add`; ``token_bytes`` is required."""
+        super().add(text, start, kept, token_texts, token_bytes)
+        if kept and token_bytes is not None:
+            lengths = [len(data) for data in token_bytes[:kept]]
+            self._lengths.extend(lengths)
+            self.unscored_bytes += sum(lengths)
+
+    def score(self, first: int, stop: int) -> None:
+        """The document's tokens ``first, ..., stop - 1`` are scored (after earlier calls')."""
+        scored = sum(self._lengths[first - self._offset : stop - self._offset])
+        self._scored_bytes += scored
+        self.unscored_bytes -= scored
+        del self._lengths[: stop - self._offset]
+        self._offset = stop
+
+    @property
+    def bytes(self) -> int:
+        """The bytes the scored tokens cover."""
+        return self._scored_bytes
+
+    @property
+    def words(self) -> int:
+        """Not counted: 0."""
+        return 0

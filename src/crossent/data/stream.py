@@ -39,10 +39,11 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from crossent.data.counts import ScoredCount, count_bytes
+from crossent.data.conventions import Convention, Tally, convention_windows
+from crossent.data.counts import ScoredCount, SparseCount, count_bytes
 from crossent.data.sources import Corpus, Text
 from crossent.data.tokens import tokenize_parts
-from crossent.data.windows import Window, iter_windows
+from crossent.data.windows import Window
 
 if TYPE_CHECKING:
     from crossent.models.protocol import Tokenizer
@@ -77,6 +78,7 @@ class DocumentStream:
         offsets: keep each token's text, bytes and start (:meth:`token_text`).
         max_tokens: stop after this many scored tokens (the module docstring); None: all.
         max_documents: read at most this many documents; None: all.
+        convention: how each document is cut into windows (:mod:`crossent.data.conventions`).
 
     Attributes:
         names: the name of each document started so far.
@@ -95,6 +97,7 @@ class DocumentStream:
         *,
         max_tokens: int | None = None,
         max_documents: int | None = None,
+        convention: Convention = "lm-eval",
     ) -> None:
         self.tokenizer = tokenizer
         self.documents = documents
@@ -104,6 +107,8 @@ class DocumentStream:
         self.offsets = offsets
         self.max_tokens = max_tokens
         self.max_documents = max_documents
+        self.convention = convention
+        self.tallies: list[Tally] = []  # how each document started so far was cut
         self.names: list[str] = []
         self.cut = False
         self._counts: list[ScoredCount] = []
@@ -114,7 +119,9 @@ class DocumentStream:
         self._token_base: list[int] = []  # the position of each document's first kept text
         self._released = 0  # the documents before this one hold no token texts
         # Without a prefix, or when a document may be cut, the counts need each token's extent.
-        self._extents = offsets or prefix_id is None or max_tokens is not None
+        self._extents = (
+            offsets or prefix_id is None or max_tokens is not None or convention != "lm-eval"
+        )
         self._budget = max_tokens  # scored tokens left to read
         # For the progress estimate: bytes of all documents, when known up front.
         self.total_bytes: int | None = None
@@ -151,14 +158,21 @@ class DocumentStream:
             self.names.append(document.name)
             self._counts.append(
                 ScoredCount(document.num_bytes, first_unscored=self.prefix_id is None)
+                if self.convention == "lm-eval"
+                else SparseCount(document.num_bytes)
             )
+            self.tallies.append(Tally())
             self._token_texts.append([])
             self._token_starts.append([])
             self._token_bytes.append([])
             self._token_base.append(0)
             ids = self._ids(index, document)
             try:
-                for win in iter_windows(ids, self.prefix_id, self.window, self.stride):
+                windows = convention_windows(
+                    self.convention, ids, self.prefix_id, self.window, self.stride
+                )
+                for win in windows:
+                    self._tally(index, win)
                     yield index, win
             except ValueError as error:
                 raise ValueError(f"document {document.name}: {error}") from None
@@ -228,8 +242,16 @@ class DocumentStream:
             start += len(piece.text)
             if kept < len(piece.ids):
                 break
+        self.tallies[index].read = read
         if self._budget is not None:
             self._budget -= read - (self.prefix_id is None)
+
+    def _tally(self, index: int, win: Window) -> None:
+        self.tallies[index].add(win)
+        count = self._counts[index]
+        if isinstance(count, SparseCount):
+            first = win.first_position + win.score_from
+            count.score(first, win.first_position + len(win.targets))
 
     def estimated_tokens(self) -> int | None:
         """Tokens read so far plus the rest of the bytes at the rate seen so far."""

@@ -91,12 +91,17 @@ class Window:
             before them were scored by an earlier window and serve as context only.
         first_position: the index of ``targets[0]`` among the document's token ids, so
             ``targets[i]`` is the document's token ``first_position + i``.
+        counted: how many tokens the scored targets count for in the totals; None (every
+            convention but ``hf-stride``, :mod:`crossent.data.conventions`): one each. Given,
+            the window's summed loss is scaled by ``counted / scored`` and its token count is
+            ``counted``, as the Transformers guide weights each window's mean loss.
     """
 
     tokens: list[int]
     targets: list[int]
     score_from: int
     first_position: int = 0
+    counted: int | None = None
 
     @property
     def scored_targets(self) -> list[int]:
@@ -127,7 +132,7 @@ def rolling_windows(
     >>> [w.scored_targets for w in rolling_windows([5, 6, 7, 8, 9], 1, window=2, stride=2)]
     [[5, 6], [7, 8], [9]]
     >>> rolling_windows([5, 6, 7, 8, 9], 1, window=2, stride=2)[-1]
-    Window(tokens=[7, 8], targets=[8, 9], score_from=1, first_position=3)
+    Window(tokens=[7, 8], targets=[8, 9], score_from=1, first_position=3, counted=None)
     """
     return list(iter_windows(token_ids, prefix_token, window, stride))
 

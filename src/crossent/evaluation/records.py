@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from crossent.data.conventions import Convention, Tally, describe, llama_cpp_uncertainty
 from crossent.data.stream import Prefix
 from crossent.data.tokens import show_bytes
 from crossent.metrics import NLLMeter, NLLResult
+from crossent.scoring import PositionBucket
 from crossent.uncertainty import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
@@ -27,6 +29,7 @@ class DocumentScore:
     ``bytes`` and ``words`` are those the scored tokens cover (:mod:`crossent.data.counts`);
     ``unscored_bytes`` and ``unscored_words`` are the first token's when it is context only (no
     prefix token), and ``truncated`` says the document was cut short by ``max_tokens``.
+    ``tally`` says how the convention cut it (None for a score built by hand).
     """
 
     name: str
@@ -46,6 +49,8 @@ class DocumentScore:
             self.nll_nats, self.tokens, self.bytes, self.words, self.correct, self.nll_squared
         )
 
+    tally: Tally | None = None
+
     def result(self) -> NLLResult:
         """This document's metrics in every unit."""
         return self.meter().result()
@@ -58,6 +63,11 @@ class DocumentScore:
             "unscored_bytes": self.unscored_bytes,
             "unscored_words": self.unscored_words,
             "truncated": self.truncated,
+            **(
+                {"tokens_scored": self.tally.scored, "tokens_unscored": self.tally.unscored}
+                if self.tally is not None
+                else {}
+            ),
         }
 
 
@@ -214,7 +224,10 @@ class EvaluationResult:
     says that ``max_tokens`` or ``max_documents`` left text unscored; ``provenance`` is None
     only for a result built by hand. ``bootstrap`` is the seeded bootstrap over documents
     (:func:`bootstrap_scores`), None with one document; the per-token standard errors are
-    ``totals``' ``*_se`` fields (:mod:`crossent.uncertainty`).
+    ``totals``' ``*_se`` fields (:mod:`crossent.uncertainty`). ``convention`` is how tokens
+    were chosen for scoring (:mod:`crossent.data.conventions`), and :meth:`convention_block`
+    says what it did. ``by_position``, when asked for, is the mean loss by context length,
+    in power-of-two buckets (:class:`crossent.scoring.PositionMeter`).
     """
 
     model: str
@@ -227,16 +240,51 @@ class EvaluationResult:
     provenance: Provenance | None = None
     stopped_early: bool = False
     bootstrap: DocumentBootstrap | None = None
+    convention: Convention = "lm-eval"
+    by_position: list[PositionBucket] | None = None
 
     @property
     def unscored_bytes(self) -> int:
         """The bytes of the documents' first tokens left unscored (no prefix token)."""
         return sum(document.unscored_bytes for document in self.documents)
 
+    def convention_block(self) -> dict[str, Any]:
+        """How the numbers were made, as every output shows it: the convention and its rules,
+        prefix, window, stride, forward passes, tokens scored and left unscored, and the tokens
+        the totals count (``hf-stride``'s weighting makes them fewer than those scored); for
+        ``llama.cpp`` also its perplexity and its ``+/-`` (``PPL = x +/- y``)."""
+        tallies = [document.tally for document in self.documents if document.tally is not None]
+        if len(tallies) == len(self.documents):
+            scored = sum(tally.scored for tally in tallies)
+            unscored = sum(tally.unscored for tally in tallies)
+        else:  # built by hand: every token scored but a first one without a prefix
+            scored = self.totals.tokens
+            unscored = len(self.documents) if self.prefix == "none" else 0
+        block: dict[str, Any] = {
+            "name": self.convention,
+            "rules": describe(self.convention, self.window, self.stride),
+            "prefix": self.prefix,
+            "window": self.window,
+            "stride": self.stride,
+            "windows": sum(tally.windows for tally in tallies),
+            "tokens_scored": scored,
+            "tokens_unscored": unscored,
+            "tokens_counted": self.totals.tokens,
+        }
+        if self.convention == "llama.cpp":
+            squared = sum(tally.nll_squared for tally in tallies)
+            block["scored_chunk_positions"] = [self.window // 2 + 1, self.window - 1]
+            block["perplexity"] = self.totals.perplexity
+            block["perplexity_uncertainty"] = llama_cpp_uncertainty(
+                self.totals.nll_nats, squared, self.totals.tokens
+            )
+        return block
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``crossent eval --json``."""
         return {
             "model": self.model,
+            "convention": self.convention_block(),
             "window": self.window,
             "stride": self.stride,
             "prefix": self.prefix,
@@ -255,4 +303,9 @@ class EvaluationResult:
                 "the delta method of perplexity and bits per byte",
                 "documents": None if self.bootstrap is None else self.bootstrap.to_dict(),
             },
+            **(
+                {"by_position": [bucket.to_dict() for bucket in self.by_position]}
+                if self.by_position is not None
+                else {}
+            ),
         }

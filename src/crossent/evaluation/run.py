@@ -27,6 +27,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from crossent.data import Text, Window
+from crossent.data.conventions import (
+    Convention,
+    Tally,
+    check_convention,
+    convention_prefix,
+    counted,
+)
 from crossent.data.stream import DocumentStream, choose_prefix, scored_tokens
 from crossent.data.stream import Prefix as Prefix  # the type of evaluate's prefix argument
 from crossent.data.windows import check_window
@@ -41,7 +48,7 @@ from crossent.evaluation.records import (
 )
 from crossent.evaluation.token_sink import TokenRelay, TokenSink
 from crossent.metrics import NLLMeter
-from crossent.scoring import TokenDetail, TokenTexts, score_batch
+from crossent.scoring import PositionMeter, TokenDetail, TokenTexts, score_batch
 from crossent.version import __version__
 
 if TYPE_CHECKING:
@@ -84,8 +91,12 @@ def evaluate(
     progress: Progress | None = None,
     group: ProcessGroup | None = None,
     on_token: TokenSink | None = None,
+    convention: Convention = "lm-eval",
+    by_position: bool = False,
 ) -> EvaluationResult:
-    """Score every token of every document once, with the rolling-window convention.
+    """Score every document's tokens by a convention: by default each token once, in rolling
+    windows (lm-evaluation-harness's); or llama.cpp's or the Transformers guide's way
+    (:mod:`crossent.data.conventions`).
 
     Documents are read, tokenized and cut into windows as they are scored, so only the windows
     in flight are held: a :class:`crossent.data.FileDocument` larger than memory streams
@@ -119,6 +130,12 @@ def evaluate(
         group: the process group to shard over when ``torch.distributed`` is initialised.
         on_token: called with each scored token's document name and :class:`TokenScore`, in
             document order, as it is scored (on every rank, which must all give one or none).
+        convention: ``"lm-eval"``, ``"llama.cpp"`` or ``"hf-stride"``; it also picks the
+            default prefix (:func:`crossent.data.conventions.convention_prefix`). Under the
+            latter two ``max_tokens`` caps the tokens read, of which only some are scored.
+        by_position: also sum the loss at each position of the window, for
+            :attr:`EvaluationResult.by_position` (:class:`crossent.scoring.PositionMeter`:
+            ``O(L)`` memory, every scored token once, unweighted).
 
     Raises:
         ValueError: no documents, a window larger than the model's context, a bad stride,
@@ -126,6 +143,7 @@ def evaluate(
             read.
     """
     window = window if window is not None else min(model.context_length, DEFAULT_WINDOW_CAP)
+    check_convention(convention, window, stride)
     stride = stride if stride is not None else window
     check_window(window, stride, context=model.context_length)
     if batch_size < 1:
@@ -135,14 +153,15 @@ def evaluate(
     for name, limit in (("max_tokens", max_tokens), ("max_documents", max_documents)):
         if limit is not None and limit < 1:
             raise ValueError(f"{name} must be positive, got {limit}")
-    prefix, prefix_id = prefix_token(model, prefix)
+    prefix, prefix_id = prefix_token(model, convention_prefix(convention, model.tokenizer, prefix))
 
     details = per_token or on_token is not None
     stream = DocumentStream(
         model.tokenizer, documents, prefix_id, window, stride, details,
-        max_tokens=max_tokens, max_documents=max_documents,
+        max_tokens=max_tokens, max_documents=max_documents, convention=convention,
     )  # fmt: skip
     meters: list[NLLMeter] = []
+    positions = PositionMeter(window) if by_position else None
     tokens: list[TokenScore] = []
     decoded = TokenTexts(model.tokenizer)
     relay = TokenRelay(on_token, stream.names, group) if on_token is not None else None
@@ -154,9 +173,16 @@ def evaluate(
             if mine:
                 indices = [index for index, _ in batch]
                 windows = [win for _, win in batch]
-                sums, rows = score_batch(model, windows, top_k if details else 0)
-                for index, (nll, count, correct, squared) in zip(indices, sums, strict=True):
-                    meters[index].update(nll, count, correct=correct, nll_squared=squared)
+                sums, rows = score_batch(model, windows, top_k if details else 0, positions)
+                for index, win, (nll, count, correct, squared) in zip(
+                    indices, windows, sums, strict=True
+                ):
+                    stream.tallies[index].nll_squared += squared
+                    if win.counted is not None:  # the guide's weighting: no per-token spread
+                        nll, count, correct = counted(win, nll, count, correct)
+                        meters[index].update(nll, count, correct=correct)
+                    else:
+                        meters[index].update(nll, count, correct=correct, nll_squared=squared)
                 if details:
                     batch_tokens = list(_token_scores(stream, indices, windows, rows, decoded))
                 tokens.extend(batch_tokens if per_token else [])
@@ -172,6 +198,7 @@ def evaluate(
     meters.extend(NLLMeter() for _ in range(stream.count - len(meters)))
     if rank_and_world(group)[1] > 1:
         meters, tokens = _gather(meters, tokens, per_token, group)
+        _sum_over_ranks(stream.tallies, positions, group)
     scores = _document_scores(stream, meters)
     total = NLLMeter()
     for score in scores:
@@ -189,7 +216,8 @@ def evaluate(
     )
     return EvaluationResult(
         model.name, window, stride, prefix, scores, total.result(), tokens, provenance, stream.cut,
-        bootstrap=bootstrap_scores(scores),
+        bootstrap=bootstrap_scores(scores), convention=convention,
+        by_position=positions.buckets() if positions is not None else None,
     )  # fmt: skip
 
 
@@ -207,8 +235,11 @@ def _document_scores(stream: DocumentStream, meters: list[NLLMeter]) -> list[Doc
             unscored_bytes=count.unscored_bytes,
             unscored_words=count.unscored_words,
             truncated=count.cut,
+            tally=tally,
         )
-        for name, count, meter in zip(stream.names, stream.counts, meters, strict=True)
+        for name, count, meter, tally in zip(
+            stream.names, stream.counts, meters, stream.tallies, strict=True
+        )
     ]
 
 
@@ -237,6 +268,19 @@ def _token_scores(
                 top_probs=detail.top_probs,
                 utf8=utf8,
             )
+
+
+def _sum_over_ranks(
+    tallies: list[Tally], positions: PositionMeter | None, group: ProcessGroup | None
+) -> None:
+    """Every rank's squared losses and per-position sums added up, in place."""
+    squares = all_sum_floats([[tally.nll_squared] for tally in tallies], group)
+    for tally, (squared,) in zip(tallies, squares, strict=True):
+        tally.nll_squared = squared
+    if positions is not None:
+        nats, counts = all_sum_floats([positions.nats.tolist(), positions.tokens.tolist()], group)
+        positions.nats = torch.tensor(nats, dtype=torch.float64)
+        positions.tokens = torch.tensor(counts, dtype=torch.float64).long()
 
 
 def _gather(

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING
 
 from crossent.report.heatmap import NO_TOKENS_NOTE, Payload, heatmap_page, score_heatmaps
 from crossent.report.histogram import histogram_bin_count, histogram_svg
-from crossent.report.result_tables import documents_table, headline, summary_table
+from crossent.report.positions import positions_svg, positions_table
+from crossent.report.result_tables import (
+    convention_table,
+    documents_table,
+    headline,
+    summary_table,
+)
 from crossent.report.surprisal import surprisal_legend
 
 if TYPE_CHECKING:  # only the types: importing evaluation imports transformers
@@ -24,8 +30,10 @@ def render_evaluation_report(
 ) -> str:
     """One self-contained HTML page showing an evaluation (see the module docstring).
 
-    The page holds a summary (the model and what its weights are, window, stride, prefix and the
-    totals in every unit, bits per byte as the headline), a table with one row per document
+    The page holds a summary (the model and what its weights are, convention, window, stride,
+    prefix and the totals in every unit, bits per byte as the headline), the convention block
+    (:meth:`crossent.evaluation.EvaluationResult.convention_block`), a table with one row per
+    document
     (named by it) and, when there are several, the totals as its footer,
     a histogram of per-token surprisal in bits, and each document's text as a heatmap in which
     every scored token is a ``<span>`` coloured by its surprisal, with a legend of the colour
@@ -62,9 +70,17 @@ def render_evaluation_report(
         summary_table(
             [("", result)], descriptions=[model_description] if model_description else None
         ),
+        "<h2>How the tokens were scored</h2>",
+        convention_table(result),
         "<h2>Documents</h2>",
         documents_table(result),
     ]
+    if result.by_position:
+        parts += [
+            "<h2>Loss by position in the window</h2>",
+            positions_svg(result.by_position),
+            positions_table(result.by_position),
+        ]
     if result.tokens:
         bins = histogram_bin_count([result])
         parts += [

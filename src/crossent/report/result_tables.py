@@ -57,6 +57,7 @@ def summary_table(
     """
     settings: list[tuple[str, str, Callable[[EvaluationResult], str]]] = [
         ("model", "model", lambda r: r.model),
+        ("convention", "convention", lambda r: r.convention),
         ("window", "window", lambda r: str(r.window)),
         ("stride", "stride", lambda r: str(r.stride)),
         ("prefix", "prefix", lambda r: r.prefix),
@@ -145,3 +146,39 @@ def documents_table(result: EvaluationResult) -> str:
         f'<table class="documents"><thead><tr><th>document</th>{head}</tr></thead>'
         f"<tbody>{body}</tbody>{foot}</table>"
     )
+
+
+# The rows of the convention table: the key in EvaluationResult.convention_block, its header.
+_CONVENTION_ROWS = {
+    "name": "convention",
+    "rules": "rules",
+    "prefix": "prefix",
+    "window": "window",
+    "stride": "stride",
+    "windows": "forward passes",
+    "tokens_scored": "tokens scored",
+    "tokens_unscored": "tokens left unscored",
+    "tokens_counted": "tokens the totals count",
+    "scored_chunk_positions": "scored positions of each chunk",
+    "perplexity": "perplexity",
+    "perplexity_uncertainty": "perplexity +/- (llama.cpp's)",
+}
+
+
+def convention_table(result: EvaluationResult) -> str:
+    """How the tokens were chosen for scoring (:meth:`EvaluationResult.convention_block`), one
+    row per entry, each cell with ``data-metric="convention.KEY"``."""
+    block = result.convention_block()
+    rows = []
+    for key, header in _CONVENTION_ROWS.items():
+        if key not in block:
+            continue
+        value = block[key]
+        if isinstance(value, list):
+            shown = "-".join(str(item) for item in value)
+        elif isinstance(value, float):
+            shown = f"{value:.5g}"
+        else:
+            shown = "-" if value is None else str(value)
+        rows.append(f"<tr><th>{escape(header)}</th>{cell(shown, metric=f'convention.{key}')}</tr>")
+    return f'<table class="convention"><tbody>{"".join(rows)}</tbody></table>'

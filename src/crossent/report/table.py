@@ -57,7 +57,10 @@ def format_evaluation(result: EvaluationResult, *, model_description: str | None
     if len(result.documents) > 1:
         rows.append(_metrics_row("total", result.totals))
     model = f"model {result.model}" + (f": {model_description}" if model_description else "")
-    windows = f"window {result.window}, stride {result.stride}, prefix {result.prefix}"
+    windows = (
+        f"convention {result.convention}, window {result.window}, stride {result.stride}, "
+        f"prefix {result.prefix}"
+    )
     return f"{model}\n{windows}\n{format_table(headers, rows)}"
 
 
