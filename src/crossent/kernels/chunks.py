@@ -8,8 +8,13 @@ than a chunk. Three budgets, each measured for its own job:
   enough that a chunk's fp32 work (4 MiB) stays in cache between passes. Measured on a 2-core
   CPU at V=50304: 2^20 beat 2^18 and 2^22.
 * :data:`LOGITS_PER_CACHE_BLOCK` inside the PyTorch rows (:mod:`crossent.kernels.torch_rows`):
-  2 MiB of fp32, so that its five passes over a block (log-softmax, max, exp, scale, copy) hit
-  the cache, not memory.
+  32 MiB of fp32 (two blocks to a fused head's chunk at V = 49152). Each of the block's passes
+  (max, log-softmax, exp, scale) is a parallel region, so small blocks pay a thread barrier per
+  pass. Measured on the 2-core CPU of docs/benchmarks.md, shared (load average 10), the fused
+  loss at N = 2048, d = 576, V = 49152 fp32 with 2 threads took 13.0 s of CPU with 2 MiB blocks,
+  10.5 s with 8 MiB and 7.2 s with 32 MiB (the unfused loss 6.8 s); with 1 thread, where there
+  is no barrier, 4.4 s, 4.5 s and 4.8 s: a little lost to the cache, much gained on a busy
+  machine.
 * :data:`HEAD_CHUNK_BYTES` for logits a fused LM head computes (:func:`default_chunk_rows`):
   there the chunk is the only large temporary, and larger matrix products run at full speed.
 
@@ -22,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 LOGITS_PER_CHUNK = 1 << 20
-LOGITS_PER_CACHE_BLOCK = 1 << 19
+LOGITS_PER_CACHE_BLOCK = 1 << 23
 HEAD_CHUNK_BYTES = 64 << 20
 
 

@@ -44,12 +44,14 @@ def torch_rows(
     for block in chunks.row_chunks(num_rows, num_classes, chunks.LOGITS_PER_CACHE_BLOCK):
         z = capped(logits[block], options, dtype)
         block_target = target[block]
-        terms, probs = _row_terms(
-            z, block_target, class_weight, options, dtype, keep_probs=upstream is not None
-        )
+        terms, log_probs = _row_terms(z, block_target, class_weight, options, dtype)
         ce[block], lse[block], correct[block] = terms.ce, terms.lse, terms.correct
-        if upstream is None or probs is None:
+        if upstream is None:
             continue
+        # The softmax goes straight into the logits when they are in the compute dtype (z, read
+        # no more unless soft-capped, when it is a tensor of its own): no pass to copy it back.
+        in_place = logits.dtype == dtype
+        probs = torch.exp(log_probs, out=logits[block]) if in_place else log_probs.exp_()
         grad_ce_block = upstream.ce[block].to(dtype)
         # d(z_loss * lse^2)/dz = 2 * z_loss * lse * softmax(z)
         grad_softmax = 2 * options.z_loss * terms.lse * upstream.z[block].to(dtype)
@@ -57,9 +59,9 @@ def torch_rows(
             scored = block_target != options.ignore_index
             grad_ce_block = grad_ce_block.where(scored, 0.0)
             grad_softmax = grad_softmax.where(scored, 0.0)
-        logits[block] = _logit_grad_(
-            probs, z, block_target, class_weight, options, grad_ce_block, grad_softmax
-        )
+        _logit_grad_(probs, z, block_target, class_weight, options, grad_ce_block, grad_softmax)
+        if not in_place:
+            logits[block] = probs
     return ChunkLoss(ce, lse, correct)
 
 
@@ -102,15 +104,13 @@ def _row_terms(
     weight: Tensor | None,
     options: LossOptions,
     dtype: torch.dtype,
-    *,
-    keep_probs: bool,
-) -> tuple[ChunkLoss, Tensor | None]:
-    """Loss terms of ``[r, V]`` (already soft-capped) logits, and the softmax if asked for.
+) -> tuple[ChunkLoss, Tensor]:
+    """Loss terms of ``[r, V]`` (already soft-capped) logits, and their log-softmax.
 
     PyTorch's fused ``log_softmax`` does the heavy pass: it shifts by the row maximum, so the
     log-probabilities near the maximum, which decide the loss, keep every digit even for logits of
-    size 1e4 (``logsumexp(z) - z_y`` would not). The softmax is made in place from the
-    log-softmax, so it costs one exponential and no allocation.
+    size 1e4 (``logsumexp(z) - z_y`` would not). The caller makes the softmax from the
+    log-softmax (one exponential).
     """
     num_classes = logits.shape[-1]
     eps = options.label_smoothing
@@ -122,8 +122,7 @@ def _row_terms(
         mass = _soft_target_mass(target.to(dtype), weight, eps)
         # 0 * log 0 must be 0: a masked class the target gives no mass to.
         ce = -torch.where(mass == 0, 0.0, mass * log_probs).sum(-1)
-        probs = log_probs.exp_() if keep_probs else None
-        return ChunkLoss(ce, lse, top1 == target.argmax(dim=-1)), probs
+        return ChunkLoss(ce, lse, top1 == target.argmax(dim=-1)), log_probs
 
     scored = target != options.ignore_index
     safe = target.masked_fill(~scored, 0)
@@ -135,8 +134,7 @@ def _row_terms(
             log_probs if weight is None else torch.where(weight == 0, 0.0, log_probs * weight)
         )
         ce = (1 - eps) * ce - eps / num_classes * weighted.sum(-1)
-    probs = log_probs.exp_() if keep_probs else None
-    return ChunkLoss(torch.where(scored, ce, 0.0), lse, (top1 == target) & scored), probs
+    return ChunkLoss(torch.where(scored, ce, 0.0), lse, (top1 == target) & scored), log_probs
 
 
 def _logit_grad_(
