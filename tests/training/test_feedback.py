@@ -106,7 +106,11 @@ def test_tensorboard_without_its_extra_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "board").exists()
 
 
-def test_ctrl_c_says_how_to_resume_and_leaves_the_report(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sent", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_says_how_to_resume_and_leaves_the_report(
+    tmp_path: Path, sent: signal.Signals, code: int
+) -> None:
+    """Ctrl-C, and SIGTERM as a scheduler sends it (issue 15), end a run the same way."""
     text = write_text(tmp_path)
     run = tmp_path / "run"
     flags = [*cli_flags(text), "--max-steps", "100000", "--out", str(run)]
@@ -118,11 +122,11 @@ def test_ctrl_c_says_how_to_resume_and_leaves_the_report(tmp_path: Path) -> None
     )  # fmt: skip
     try:
         wait_for_evaluations(run / "metrics.jsonl", process, 2)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sent)
         _, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
+    assert process.returncode == code, stderr
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("crossent train: interrupted at step ")
     assert last.endswith(f"continue with: crossent train --resume {run}")
