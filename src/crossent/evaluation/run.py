@@ -21,6 +21,7 @@ quantisation, dtype and device, the inputs, the window, stride and prefix, and t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,7 @@ from crossent.evaluation.records import (
     bootstrap_scores,
 )
 from crossent.evaluation.token_sink import TokenRelay, TokenSink
+from crossent.failures import NonFiniteLossError
 from crossent.metrics import NLLMeter
 from crossent.scoring import PositionMeter, TokenDetail, TokenTexts, score_batch
 from crossent.version import __version__
@@ -177,6 +179,8 @@ def evaluate(
                 for index, win, (nll, count, correct, squared) in zip(
                     indices, windows, sums, strict=True
                 ):
+                    if not math.isfinite(nll):
+                        _stop_at_first_non_finite(model, stream, index, win)
                     stream.tallies[index].nll_squared += squared
                     if win.counted is not None:  # the guide's weighting: no per-token spread
                         nll, count, correct = counted(win, nll, count, correct)
@@ -219,6 +223,26 @@ def evaluate(
         bootstrap=bootstrap_scores(scores), convention=convention,
         by_position=positions.buckets() if positions is not None else None,
     )  # fmt: skip
+
+
+def _stop_at_first_non_finite(
+    model: CausalLM, stream: DocumentStream, index: int, win: Window
+) -> None:
+    """Raise the one line that names where a window's loss first stopped being finite.
+
+    Raises:
+        NonFiniteLossError: always; the document, the token position (among the document's
+            token ids, as ``--per-token`` counts them) and the loss there.
+    """
+    (row,) = score_batch(model, [win], 1)[1]
+    offset, detail = next(
+        (offset, detail) for offset, detail in enumerate(row) if not math.isfinite(detail.nats)
+    )
+    position = win.first_position + win.score_from + offset
+    raise NonFiniteLossError(
+        f"document {stream.names[index]}: the loss is {detail.nats} at token {position}: the "
+        "model's weights or hidden states hold NaN or infinity there (later tokens not scored)"
+    )
 
 
 def _document_scores(stream: DocumentStream, meters: list[NLLMeter]) -> list[DocumentScore]:
