@@ -103,3 +103,18 @@ def test_a_folder_left_between_two_renames_is_put_back(tmp_path: Path) -> None:
     assert sorted(path.name for path in tmp_path.iterdir()) == ["last"]
     recover_folder(target)  # a whole folder is left as it is
     assert (target / "weights").read_bytes() == b"step 4"
+
+
+def test_an_output_linked_to_an_input_or_inside_a_folder_read_is_refused(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    book = corpus / "book.txt"
+    book.write_text("text")
+    link = tmp_path / "eval.json"
+    link.symlink_to(book)
+    with pytest.raises(ValueError, match=r"^output .*eval\.json is also input .*book\.txt"):
+        check_outputs([str(book)], [str(link)])
+    with pytest.raises(ValueError, match=r"is inside input .*corpus, which is read as text"):
+        check_outputs([str(corpus)], [str(corpus / "results" / "eval.json")])
+    check_outputs([str(corpus)], [str(tmp_path / "eval2.json")])  # beside it is fine
+    assert book.read_text() == "text"

@@ -176,15 +176,23 @@ def check_outputs(inputs: Sequence[str], outputs: Sequence[str | None]) -> None:
     Called before any work starts, so that nothing the user gave is lost and a long run does not
     fail at its end. An output's missing folders are fine (they are created when it is
     written), but not a folder where the file must go, nor a file where a folder must be.
-    ``-`` (stdin) among the inputs names no file; ``None`` outputs are skipped.
+    ``-`` (stdin) among the inputs names no file; ``None`` outputs are skipped. Paths are
+    compared after symlinks are resolved, so an output that is a link to an input is that input;
+    an output inside a folder being read is refused too (a later run would read it as text).
     """
     seen = {Path(path).resolve(): f"input {path}" for path in inputs if path != "-"}
+    folders = {path: name for path, name in seen.items() if path.is_dir()}
     for output in outputs:
         if output is None:
             continue
         resolved = Path(output).resolve()
         if resolved in seen:
             raise ValueError(f"output {output} is also {seen[resolved]}; it would be overwritten")
+        inside = next((name for path, name in folders.items() if path in resolved.parents), None)
+        if inside is not None:
+            raise ValueError(
+                f"output {output} is inside {inside}, which is read as text; write it elsewhere"
+            )
         if resolved.is_dir():
             raise ValueError(f"output {output} is a folder, not a file")
         folder = next(parent for parent in resolved.parents if parent.exists())
