@@ -43,7 +43,7 @@ def add_parser(commands: Commands) -> None:
         help="which tokens are scored, as which tool scores them: lm-eval (rolling windows, "
         "every token once), llama.cpp (llama-perplexity: chunks of --window, the second half "
         "of each scored) or hf-stride (the Transformers guide's strided windows); also picks "
-        "the default --prefix (see crossent.data.conventions; default: lm-eval)",
+        "the default --prefix, see crossent.data.conventions (default: lm-eval)",
     )
     evaluate.add_argument(
         "--per-token",
