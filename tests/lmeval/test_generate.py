@@ -185,9 +185,9 @@ def test_batch_size_auto_fits_and_changes_no_result(gpt2_directory: Path) -> Non
 
     one = CrossentLM(str(gpt2_directory), batch_size=1, max_length=MAX_LENGTH)
     auto = CrossentLM(str(gpt2_directory), batch_size="auto", max_length=MAX_LENGTH)
-    assert 1 <= auto.batch_size <= 64
+    assert auto.batch_size == 64  # a tiny model: the memory holds the whole default cap
     capped = CrossentLM(str(gpt2_directory), batch_size="auto:4", max_batch_size=3)
-    assert 1 <= capped.batch_size <= 3
+    assert capped.batch_size == 3  # max_batch_size caps it
     pairs = [("the cat", " sat on"), ("", "the dog"), (TEXT * 3, " ran"), ("the mat", " and")]
     requests = [
         Instance(request_type="loglikelihood", doc={}, arguments=args, idx=number)
