@@ -33,7 +33,7 @@ IMPLICIT_DEFAULTS = {
              "--progress"},
     "compare": {"--data", "--max-chars", "--window", "--stride", "--prefix", "--device",
                 "--progress"},
-    "explain": {"--model", "--prefix", "--device"},
+    "explain": {"--model", "--prefix", "--device", "--temperature"},
     "bench": {"--tokens", "--impl"},
 }  # fmt: skip
 

@@ -164,9 +164,10 @@ def test_distribution_json_keys_are_stable() -> None:
     assert list(record) == [
         "mode", "labels", "q", "log_q", "logits", "logsumexp", "target_logit", "target", "p",
         "label_smoothing", "smoothed_p", "terms", "nats", "bits", "perplexity", "entropy_nats",
-        "kl_nats", "checks",
+        "kl_nats", "temperatures", "checks",
     ]  # fmt: skip
     assert record["mode"] == "distributions"
+    assert record["temperatures"] is None  # none asked for
     assert (record["nats"], record["bits"], record["perplexity"]) == (
         cat.nats,
         cat.bits,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from crossent.cli.arguments import (
@@ -25,7 +26,8 @@ def add_parser(commands: Commands) -> None:
         "example, the three animals. With --logits, also logsumexp(z) - z[target], the form "
         "crossent computes. A text: the six steps from a model's logits to its loss, and every "
         "position's next token with its rank and alternatives. --stability: the naive "
-        "-log(softmax(z) + 1e-10) against the log-space loss on extreme logits. Lists are "
+        "-log(softmax(z) + 1e-10) against the log-space loss on extreme logits. --temperature T, "
+        "with a toy distribution or a text, shows it with the logits divided by T too. Lists are "
         "comma-separated; write a list that starts with a minus sign as --logits=-1,2,3.",
     )
     explain.add_argument("text", nargs="?", help="a text for the model to read")
@@ -51,6 +53,12 @@ def add_parser(commands: Commands) -> None:
         "--stability", action="store_true", help="the naive loss against the log-space one "
         "(default cases, or the row of --logits with --target in float32 and float64)",
     )  # fmt: skip
+    explain.add_argument(
+        "--temperature", type=_temperature, action="append", metavar="T", help="also show "
+        "the toy distribution or the text with the logits divided by T: the prediction, the "
+        "target's probability, the loss, the entropy and the perplexity beside T = 1; "
+        "repeatable (default: none)",
+    )  # fmt: skip
     explain.add_argument("--json", metavar="FILE", help="write the numbers as JSON (atomically)")
     explain.add_argument("--html", metavar="FILE", help="write a self-contained page (.html)")
     explain.add_argument("--plots", metavar="DIR", help="write the figures as PNG files here")
@@ -64,6 +72,16 @@ def _numbers(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated numbers such as 0.2,0.7,0.1, got {text!r}"
         ) from None
+
+
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
 
 
 def _names(text: str) -> list[str]:

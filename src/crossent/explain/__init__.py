@@ -21,6 +21,11 @@ Three explanations, each a function that returns a frozen dataclass of plain num
 ``crossent explain``; :func:`loss_curves` (:mod:`~crossent.explain.curves`) gives the curves
 their figures draw.
 
+A toy distribution and a text can also be shown at several temperatures, the logits divided by
+``T`` (the ``temperatures`` argument, a :class:`TemperatureScan` of :class:`TemperatureRow`;
+:mod:`~crossent.explain.temperature`, :mod:`~crossent.explain.temperature_text`): the prediction,
+the target's probability, the loss, the entropy and the perplexity at each ``T``.
+
 Each explanation computes its headline numbers with crossent's own functions and keeps
 :class:`Check` records (:mod:`~crossent.explain.checks`) comparing them with independent
 computations (PyTorch, plain Python ``math`` in float64); every record must agree within its
@@ -38,7 +43,7 @@ from crossent.lazy import lazy_attributes
 
 # Imported on first use: the request (what the command line checks) needs no PyTorch.
 if TYPE_CHECKING:
-    from crossent.explain.checks import Check
+    from crossent.explain.checks import PRINTED_TOLERANCE, Check
     from crossent.explain.curves import LossCurves, loss_curves, loss_curves_for
     from crossent.explain.distributions import (
         SUM_TOLERANCE,
@@ -54,9 +59,9 @@ if TYPE_CHECKING:
         StabilityRow,
         explain_stability,
     )
+    from crossent.explain.temperature import TemperatureRow, TemperatureScan
     from crossent.explain.text import (
         MAX_TEXT_TOKENS,
-        PRINTED_TOLERANCE,
         TextExplanation,
         TokenStep,
         check_text,
@@ -72,11 +77,13 @@ _HOME = {
     "LossCurves": "crossent.explain.curves",
     "MAX_TEXT_TOKENS": "crossent.explain.text",
     "NAIVE_EPSILON": "crossent.explain.stability",
-    "PRINTED_TOLERANCE": "crossent.explain.text",
+    "PRINTED_TOLERANCE": "crossent.explain.checks",
     "SUM_TOLERANCE": "crossent.explain.distributions",
     "StabilityCase": "crossent.explain.stability",
     "StabilityExplanation": "crossent.explain.stability",
     "StabilityRow": "crossent.explain.stability",
+    "TemperatureRow": "crossent.explain.temperature",
+    "TemperatureScan": "crossent.explain.temperature",
     "TextExplanation": "crossent.explain.text",
     "TokenStep": "crossent.explain.text",
     "check_text": "crossent.explain.text",
@@ -102,6 +109,8 @@ __all__ = [
     "StabilityCase",
     "StabilityExplanation",
     "StabilityRow",
+    "TemperatureRow",
+    "TemperatureScan",
     "TextExplanation",
     "TokenStep",
     "check_text",

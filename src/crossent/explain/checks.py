@@ -12,6 +12,13 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# Two float64 computations of one number by different formulas agree to about this, relatively.
+FLOAT64_TOLERANCE = 1e-9
+# A model's losses are printed to four decimals, as the textbook's six steps print them; PyTorch's
+# loss in the model's dtype must agree with the float64 truth to within half a unit of the last
+# printed digit.
+PRINTED_TOLERANCE = 5e-5
+
 
 @dataclass(frozen=True)
 class Check:

@@ -13,8 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from crossent.explain.checks import Check, relative_tolerance
-from crossent.explain.numbers import check_finite, log, log_softmax
+from crossent.explain.checks import FLOAT64_TOLERANCE, Check, relative_tolerance
+from crossent.explain.numbers import (
+    check_finite,
+    cross_term,
+    log,
+    log_softmax,
+    temperatures_shown,
+)
+from crossent.explain.temperature import TemperatureScan, scan_distribution
 from crossent.losses import reference
 from crossent.losses.cross_entropy import cross_entropy, cross_entropy_with_stats
 from crossent.losses.distill import kl_divergence
@@ -22,8 +29,6 @@ from crossent.metrics import nats_to_bits, perplexity
 
 # How far from 1 the given probabilities may sum.
 SUM_TOLERANCE = 1e-6
-# Two float64 computations of one number by different formulas agree to about this, relatively.
-_FLOAT64_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class DistributionExplanation:
         entropy_nats: ``H(smoothed_p)``, 0 for a one-hot target.
         kl_nats: ``KL(smoothed_p || q) = nats - entropy_nats``.
         checks: every number above against independent computations.
+        temperatures: with temperatures asked for, the prediction at each of them
+            (:mod:`crossent.explain.temperature`), with its own checks; None otherwise.
     """
 
     labels: tuple[str, ...]
@@ -71,6 +78,7 @@ class DistributionExplanation:
     entropy_nats: float
     kl_nats: float
     checks: tuple[Check, ...]
+    temperatures: TemperatureScan | None = None
 
     @property
     def soft(self) -> bool:
@@ -97,6 +105,7 @@ class DistributionExplanation:
             "perplexity": self.perplexity,
             "entropy_nats": self.entropy_nats,
             "kl_nats": self.kl_nats,
+            "temperatures": None if self.temperatures is None else self.temperatures.to_dict(),
             "checks": [check.to_dict() for check in self.checks],
         }
 
@@ -109,6 +118,7 @@ def explain_distributions(
     target: str | None = None,
     p: Sequence[float] | None = None,
     label_smoothing: float = 0.0,
+    temperatures: Sequence[float] = (),
 ) -> DistributionExplanation:
     """Cross-entropy of a prediction against a target, term by term (the three animals).
 
@@ -130,6 +140,9 @@ def explain_distributions(
         target: the label of the right answer (a one-hot ``p``); or None with ``p``.
         p: a target distribution instead of ``target``, validated like ``q``.
         label_smoothing: ``eps`` in [0, 1]; the target becomes ``(1 - eps) * p + eps / V``.
+        temperatures: temperatures ``T > 0`` to show the prediction at, ``softmax(z / T)``
+            (:mod:`crossent.explain.temperature`; with probabilities, ``z = ln q``), beside
+            ``T = 1``; none by default.
 
     Returns:
         The :class:`DistributionExplanation`, in nats and bits.
@@ -137,8 +150,8 @@ def explain_distributions(
     Raises:
         ValueError: a probability that is negative or not finite, probabilities not summing to 1
             within 1e-6, a non-finite logit, lengths that disagree, a repeated label, a target
-            that is not a label, both or neither of ``q``/``logits`` or ``target``/``p``, or
-            ``label_smoothing`` outside [0, 1].
+            that is not a label, both or neither of ``q``/``logits`` or ``target``/``p``,
+            ``label_smoothing`` outside [0, 1], or a temperature that is not a finite number > 0.
 
     Example:
         >>> cat = explain_distributions([0.2, 0.7, 0.1], labels=["dog", "cat", "fish"],
@@ -147,12 +160,13 @@ def explain_distributions(
         (0.356675, 0.514573, 1.428571)
     """
     names = _labels(q, logits, labels, target, p, label_smoothing)
+    temperatures_shown(temperatures)
     q_values, log_q, given_logits = _prediction(q, logits, names)
     index, p_values = _target(target, p, names)
     eps = float(label_smoothing)
     smoothed = tuple((1 - eps) * value + eps / len(names) for value in p_values)
     terms = tuple(
-        _term(weight, log_value) for weight, log_value in zip(smoothed, log_q, strict=True)
+        cross_term(weight, log_value) for weight, log_value in zip(smoothed, log_q, strict=True)
     )
 
     # crossent's numbers, from the logits it would see in a model: ln q (or the given logits).
@@ -177,6 +191,16 @@ def explain_distributions(
         logsumexp = float(stats.logsumexp[0])
         target_logit = math.fsum(w * z for w, z in zip(smoothed, given_logits, strict=True))
         checks += _logit_checks(given_logits, logsumexp, target_logit, nats)
+    scan = None
+    if temperatures:
+        scan = scan_distribution(
+            given_logits if given_logits is not None else log_q,
+            loss_target,
+            smoothed,
+            eps,
+            temperatures,
+            plain=(nats, None if index is None else q_values[index]),
+        )
     return DistributionExplanation(
         labels=names,
         q=q_values,
@@ -195,6 +219,7 @@ def explain_distributions(
         entropy_nats=entropy,
         kl_nats=kl,
         checks=tuple(checks),
+        temperatures=scan,
     )
 
 
@@ -271,11 +296,6 @@ def _distribution(values: Sequence[float], name: str, labels: Sequence[str]) -> 
     return tuple(value / total for value in values)
 
 
-def _term(p: float, log_q: float) -> float:
-    """``-p ln q``, with ``0 ln 0 = 0``: a class the target gives no mass costs nothing."""
-    return 0.0 if p == 0 else -p * log_q
-
-
 def _loss_checks(
     row: Tensor,
     loss_target: Tensor,
@@ -290,13 +310,13 @@ def _loss_checks(
             "the sum of the terms (Python math)",
             math.fsum(terms),
             nats,
-            relative_tolerance(_FLOAT64_TOLERANCE, nats),
+            relative_tolerance(FLOAT64_TOLERANCE, nats),
         ),
         Check(
             "crossent.reference.cross_entropy (float64)",
             float(reference.cross_entropy(row, loss_target, label_smoothing=eps)),
             nats,
-            relative_tolerance(_FLOAT64_TOLERANCE, nats),
+            relative_tolerance(FLOAT64_TOLERANCE, nats),
         ),
     ]
     # PyTorch multiplies 0 by ln 0 = -inf for probability targets, giving NaN: no check there.
@@ -306,7 +326,7 @@ def _loss_checks(
                 "torch.nn.functional.cross_entropy",
                 float(F.cross_entropy(row, loss_target, label_smoothing=eps)),
                 nats,
-                relative_tolerance(_FLOAT64_TOLERANCE, nats),
+                relative_tolerance(FLOAT64_TOLERANCE, nats),
             )
         )
     return checks
@@ -316,9 +336,9 @@ def _identity_checks(
     smoothed: tuple[float, ...], log_q: list[float], nats: float, entropy: float, kl: float
 ) -> list[Check]:
     """``H(p)`` and ``KL(p || q)`` against their formulas, and their sum against ``H(p, q)``."""
-    entropy_by_formula = math.fsum(_term(weight, log(weight)) for weight in smoothed)
+    entropy_by_formula = math.fsum(cross_term(weight, log(weight)) for weight in smoothed)
     kl_by_formula = math.fsum(
-        _term(weight, log_value - log(weight))
+        cross_term(weight, log_value - log(weight))
         for weight, log_value in zip(smoothed, log_q, strict=True)
     )
     return [
@@ -326,17 +346,15 @@ def _identity_checks(
             "H(p) by its formula (Python math)",
             entropy_by_formula,
             entropy,
-            relative_tolerance(_FLOAT64_TOLERANCE, entropy),
+            relative_tolerance(FLOAT64_TOLERANCE, entropy),
         ),
         Check(
             "KL(p || q) by its formula (Python math)",
             kl_by_formula,
             kl,
-            relative_tolerance(_FLOAT64_TOLERANCE, kl),
+            relative_tolerance(FLOAT64_TOLERANCE, kl),
         ),
-        Check(
-            "H(p) + KL(p || q)", entropy + kl, nats, relative_tolerance(_FLOAT64_TOLERANCE, nats)
-        ),
+        Check("H(p) + KL(p || q)", entropy + kl, nats, relative_tolerance(FLOAT64_TOLERANCE, nats)),
     ]
 
 
@@ -352,12 +370,12 @@ def _logit_checks(
             "logsumexp(z) (Python math)",
             by_math,
             logsumexp,
-            relative_tolerance(_FLOAT64_TOLERANCE, logsumexp),
+            relative_tolerance(FLOAT64_TOLERANCE, logsumexp),
         ),
         Check(
             "logsumexp(z) - z[target]",
             logsumexp - target_logit,
             nats,
-            relative_tolerance(_FLOAT64_TOLERANCE, max(abs(logsumexp), abs(target_logit))),
+            relative_tolerance(FLOAT64_TOLERANCE, max(abs(logsumexp), abs(target_logit))),
         ),
     ]

@@ -39,3 +39,33 @@ def log_softmax(logits: Sequence[float]) -> list[float]:
 def log(value: float) -> float:
     """``ln value``, with ``ln 0 = -inf`` (where ``math.log`` raises)."""
     return math.log(value) if value > 0 else -math.inf
+
+
+def cross_term(p: float, log_q: float) -> float:
+    """``-p ln q``, with ``0 ln 0 = 0``: a class the target gives no mass costs nothing."""
+    return 0.0 if p == 0 else -p * log_q
+
+
+def temperatures_shown(temperatures: Sequence[float]) -> tuple[float, ...]:
+    """The temperatures a scan shows: those given and 1 (the plain prediction), increasing, each
+    once.
+
+    Raises:
+        ValueError: a temperature that is not a finite number above 0.
+
+    Example:
+        >>> temperatures_shown([2, 0.5, 2])
+        (0.5, 1.0, 2.0)
+    """
+    for value in temperatures:
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"a temperature must be a finite number > 0, got {value}")
+    return tuple(sorted({1.0, *(float(value) for value in temperatures)}))
+
+
+def exp_or_inf(value: float) -> float:
+    """``e ** value`` by Python's ``math``, ``inf`` where that overflows."""
+    try:
+        return math.exp(value)
+    except OverflowError:
+        return math.inf

@@ -8,6 +8,7 @@ the options as the command spells them (``--probs``), since that is where users 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
@@ -55,10 +56,14 @@ class ExplainRequest:
         label_smoothing: ``eps`` in [0, 1]; the target becomes ``(1 - eps) * p + eps / V``.
         stability: the naive loss against the log-space one
             (:func:`~crossent.explain.explain_stability`).
+        temperature: with a text or a toy distribution, temperatures ``T`` to show it at too,
+            the logits divided by ``T`` (:mod:`crossent.explain.temperature`); each a finite
+            number above 0.
 
     Raises:
-        ValueError: a text with toy-distribution options or ``stability``, or ``model`` or
-            ``prefix`` without a text.
+        ValueError: a text with toy-distribution options or ``stability``, ``model`` or
+            ``prefix`` without a text, ``temperature`` with ``stability``, or a temperature
+            that is not a finite number above 0.
 
     Example:
         >>> ExplainRequest().empty  # nothing asked: the three animals
@@ -80,6 +85,7 @@ class ExplainRequest:
     p: Sequence[float] | None = None
     label_smoothing: float = 0.0
     stability: bool = False
+    temperature: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         toy = self.toy_options
@@ -90,6 +96,11 @@ class ExplainRequest:
         model = [name for name in ("model", "prefix") if getattr(self, name) is not None]
         if self.text is None and model:
             raise ValueError(f"--{model[0]} is for explaining a text; give one")
+        if self.temperature and self.stability:
+            raise ValueError("--stability takes no --temperature")
+        for value in self.temperature or ():
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"--temperature must be a finite number > 0, got {value}")
 
     @property
     def toy_options(self) -> list[str]:
@@ -115,6 +126,8 @@ def explain(
     * a toy distribution: :func:`~crossent.explain.explain_distributions`; with nothing asked
       (:attr:`ExplainRequest.empty`), the three animals, ``q = (0.2, 0.7, 0.1)`` over
       ``(dog, cat, fish)`` with the target ``cat``.
+
+    A text and a toy distribution are shown at each of ``request.temperature`` too.
 
     Args:
         request: the options.
@@ -148,7 +161,13 @@ def explain(
         if load_model is None:
             raise ValueError("explaining a text needs a model: pass load_model")
         model = load_model(request.model)
-        return explain_text(model, request.text, prefix=request.prefix, top_k=request.top_k)
+        return explain_text(
+            model,
+            request.text,
+            prefix=request.prefix,
+            top_k=request.top_k,
+            temperatures=request.temperature or (),
+        )
     if not request.empty:
         if request.probs is None and request.logits is None:
             raise ValueError("give the prediction with --probs or --logits")
@@ -156,8 +175,11 @@ def explain(
             raise ValueError("give the right answer with --target LABEL, or a distribution --p")
     from crossent.explain.distributions import explain_distributions
 
+    temperatures = request.temperature or ()
     if request.empty:
-        return explain_distributions(ANIMAL_Q, labels=ANIMAL_LABELS, target=ANIMAL_TARGET)
+        return explain_distributions(
+            ANIMAL_Q, labels=ANIMAL_LABELS, target=ANIMAL_TARGET, temperatures=temperatures
+        )
     return explain_distributions(
         request.probs,
         logits=request.logits,
@@ -165,6 +187,7 @@ def explain(
         target=request.target,
         p=request.p,
         label_smoothing=request.label_smoothing,
+        temperatures=temperatures,
     )
 
 

@@ -25,7 +25,10 @@ from crossent.evaluation import (
     prefix_token,
     top_alternatives,
 )
-from crossent.explain.checks import Check
+from crossent.explain.checks import PRINTED_TOLERANCE, Check
+from crossent.explain.numbers import temperatures_shown
+from crossent.explain.temperature import TemperatureScan
+from crossent.explain.temperature_text import scan_text
 from crossent.losses import reference
 from crossent.losses.cross_entropy import cross_entropy
 from crossent.metrics import nats_to_bits, perplexity
@@ -37,9 +40,6 @@ if TYPE_CHECKING:
 
 # The longest text explain_text scores: its float64 steps hold a few [tokens, V] tensors.
 MAX_TEXT_TOKENS = 256
-# Losses are printed to four decimals, as the textbook's six steps print them; PyTorch's float32
-# loss must agree with the float64 six steps to within half a unit of the last printed digit.
-PRINTED_TOLERANCE = 5e-5
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,8 @@ class TextExplanation:
         perplexity: ``e ** nats``.
         checks: the six steps' result against crossent's and PyTorch's losses and
             ``crossent.evaluate``, and the per-token numbers against ``crossent.evaluate``'s.
+        temperatures: with temperatures asked for, the text at each of them
+            (:mod:`crossent.explain.temperature_text`), with its own checks; None otherwise.
     """
 
     model: str
@@ -126,6 +128,7 @@ class TextExplanation:
     bits: float
     perplexity: float
     checks: tuple[Check, ...]
+    temperatures: TemperatureScan | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers under stable keys (``crossent explain TEXT --json``)."""
@@ -143,6 +146,7 @@ class TextExplanation:
             "nats": self.nats,
             "bits": self.bits,
             "perplexity": self.perplexity,
+            "temperatures": None if self.temperatures is None else self.temperatures.to_dict(),
             "checks": [check.to_dict() for check in self.checks],
         }
 
@@ -158,7 +162,12 @@ def check_text(text: str) -> None:
 
 
 def explain_text(
-    model: CausalLM, text: str, *, prefix: Prefix | None = None, top_k: int = 5
+    model: CausalLM,
+    text: str,
+    *,
+    prefix: Prefix | None = None,
+    top_k: int = 5,
+    temperatures: Sequence[float] = (),
 ) -> TextExplanation:
     """The textbook's six steps on a real model and text, checked against crossent's own losses.
 
@@ -181,14 +190,18 @@ def explain_text(
             ones).
         prefix: ``"bos"``, ``"eos"`` or ``"none"``; None picks BOS, else EOS.
         top_k: how many alternatives to list per position.
+        temperatures: temperatures ``T > 0`` to show the text at, the logits divided by ``T``
+            (:mod:`crossent.explain.temperature_text`), beside ``T = 1``; none by default.
 
     Returns:
         The :class:`TextExplanation`, in nats.
 
     Raises:
         ValueError: an empty text, a text too long, one token without a prefix (nothing to
-            predict it from), or a model without the prefix token asked for.
+            predict it from), a model without the prefix token asked for, or a temperature that
+            is not a finite number > 0.
     """
+    temperatures_shown(temperatures)
     used_prefix, sequence = _sequence(model, text, prefix, top_k)
     routes = _Routes.compute(model, sequence)
     evaluation = evaluate(
@@ -221,6 +234,11 @@ def explain_text(
         )
     )
     nats = float(steps.neg_avg_log_probas)
+    scan = None
+    if temperatures:
+        targets = torch.tensor([sequence[1:]], device=model.device)  # (1, T)
+        mean_probability = float(steps.target_probas[0].mean())
+        scan = scan_text(routes.logits, targets, temperatures, plain=(nats, mean_probability))
     return TextExplanation(
         model=model.name,
         text=text,
@@ -236,6 +254,7 @@ def explain_text(
         bits=nats_to_bits(nats),
         perplexity=perplexity(nats),
         checks=_checks(routes, evaluation, tokens, nats, top_k),
+        temperatures=scan,
     )
 
 

@@ -41,15 +41,23 @@ def logits_text(logits: Sequence[float]) -> str:
 
 def check_rows(checks: Sequence[Check], digits: int) -> list[list[str]]:
     """One row of texts per check, under :data:`CHECK_HEADERS`; a difference checked against 0
-    shows in three significant digits rather than ``digits`` decimals."""
+    shows in three significant digits rather than ``digits`` decimals, and a number checked
+    against one below 0.01 (a probability such as ``1 / V``) in ``digits`` significant digits."""
     return [
         [
             check.what,
-            fixed(check.value, digits) if check.expected != 0 else f"{check.value:.3g}",
-            fixed(check.expected, digits) if check.expected != 0 else "0",
+            _checked(check.value, check.expected, digits)
+            if check.expected != 0
+            else f"{check.value:.3g}",
+            _checked(check.expected, check.expected, digits) if check.expected != 0 else "0",
             f"{check.difference:.2g}",
             f"{check.tolerance:.2g}",
             "yes" if check.agrees else "NO",
         ]
         for check in checks
     ]
+
+
+def _checked(value: float, expected: float, digits: int) -> str:
+    """``value`` to ``digits`` decimals, or significant digits when ``|expected| < 0.01``."""
+    return f"{value:.{digits}g}" if abs(expected) < 0.01 else fixed(value, digits)

@@ -18,6 +18,7 @@ from crossent.report.explain.digits import (
     quoted,
 )
 from crossent.report.explain.plots import figures
+from crossent.report.explain.temperature import temperature_html
 from crossent.report.figures import inline_svg
 from crossent.report.page import BASE_STYLE, cell, page
 
@@ -135,7 +136,7 @@ def _distributions_body(e: DistributionExplanation, drawn: dict[str, Figure]) ->
         )
     parts += [_figure_html(name, figure) for name, figure in drawn.items()]
     parts += ["<h2>Checks</h2>", _checks_table(e.checks, 6)]
-    return parts
+    return parts + _temperature_body(e, 6)
 
 
 def _logit_step_html(e: DistributionExplanation) -> list[str]:
@@ -211,6 +212,18 @@ def _text_body(e: TextExplanation, drawn: dict[str, Figure]) -> list[str]:
         "<p>The six steps run in float64 on the model's logits and are the truth; the other "
         "routes compute the same numbers in the model's precision.</p>",
         _checks_table(e.checks, 4),
+        *_temperature_body(e, 4),
+    ]
+
+
+def _temperature_body(e: DistributionExplanation | TextExplanation, digits: int) -> list[str]:
+    """The temperature scan's table and its checks; nothing without a scan."""
+    if e.temperatures is None:
+        return []
+    return [
+        *temperature_html(e),
+        "<h3>Temperature checks</h3>",
+        _checks_table(e.temperatures.checks, digits),
     ]
 
 

@@ -19,6 +19,7 @@ from crossent.report.explain.digits import (
     probability,
     quoted,
 )
+from crossent.report.explain.temperature import temperature_lines
 from crossent.report.table import format_table
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ def _format_distributions(e: DistributionExplanation) -> str:
             f"H(p) + KL(p || q) = {fixed(e.entropy_nats + e.kl_nats, 6)} nats = H(p, q)",
         ]
     lines += ["", "Checks:", format_table(CHECK_HEADERS, check_rows(e.checks, 6))]
+    lines += temperature_lines(e, 6)
     return "\n".join(lines)
 
 
@@ -164,6 +166,7 @@ def _format_text(e: TextExplanation) -> str:
         "",
         "Checks (the six steps run in float64 on the model's logits and are the truth):",
         format_table(CHECK_HEADERS, check_rows(e.checks, 4)),
+        *temperature_lines(e, 4),
     ]
     return "\n".join(lines)
 
