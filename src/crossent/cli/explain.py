@@ -133,7 +133,9 @@ def run(args: argparse.Namespace) -> int:
 
         for path in write_plots(result, curves, args.plots):
             print(f"wrote {path}")
-    failed = [check.what for check in (*result.checks, *curves.checks) if not check.agrees]
+    scan = getattr(result, "temperatures", None)  # a stability table has no temperatures
+    checks = (*result.checks, *curves.checks, *(scan.checks if scan is not None else ()))
+    failed = [check.what for check in checks if not check.agrees]
     if failed:
         print(f"crossent: error: checks disagree: {'; '.join(failed)}", file=sys.stderr)
         return 1
