@@ -7,9 +7,11 @@ here from the inputs."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -17,6 +19,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from crossent.explain import (
     Check,
     DistributionExplanation,
+    TemperatureRow,
+    TemperatureScan,
     TextExplanation,
     TokenStep,
     explain_distributions,
@@ -203,3 +207,44 @@ def test_stability_page_in_a_browser(browser: WebDriver, tmp_path: Path) -> None
     assert _cells(browser, "table.stability [data-metric=exact_gradient]")[wrong] == "-1"
     _check_figures(browser, 2)
     assert severe_console_messages(browser) == []
+
+
+def test_the_temperature_tables_of_a_distribution() -> None:
+    """The page and the terminal show q_T label by label, as numpy computes it, and the checks."""
+    e = explain_distributions([0.2, 0.7, 0.1], labels=LABELS, target="cat & co", temperatures=[2])
+    assert e.temperatures is not None
+    page = render_explanation_page(e, loss_curves_for(e))
+    markup = ParsedPage(page)
+    rows = markup.rows["temperature"]
+    assert rows[0][:4] == ["T", "q(dog <b>)", "q(cat & co) target", "q(fish)"]
+    assert "q(dog &lt;b&gt;)" in page
+    terminal = [line.split() for line in format_explanation(e).splitlines()]
+    for texts, temperature in zip(rows[1:], [1.0, 2.0], strict=True):
+        q = np.array([0.2, 0.7, 0.1]) ** (1 / temperature)
+        q /= q.sum()
+        expected = [f"{temperature:g}", *(f"{value:.6g}" for value in q)]
+        assert texts[:4] == expected
+        assert texts[4] == f"{-math.log(q[1]):.6f}"
+        assert texts in terminal
+    # the explanation's checks and then the scan's, each table under its header row
+    assert len(markup.rows["checks"]) == len(e.checks) + len(e.temperatures.checks) + 2
+
+
+def test_the_temperature_table_of_a_text() -> None:
+    scan = TemperatureScan(
+        rows=(
+            TemperatureRow(1.0, None, 0.25, 2.0, 2.0 / math.log(2), math.exp(2.0), 1.5),
+            TemperatureRow(2.5, None, 0.125, 1.75, 1.75 / math.log(2), math.exp(1.75), 3.0),
+        ),
+        checks=(Check("T = 2.5: torch.nn.functional.cross_entropy", 1.75, 1.75, 5e-5),),
+    )
+    e = dataclasses.replace(_text_explanation(), temperatures=scan)
+    rows = ParsedPage(render_explanation_page(e, loss_curves_for(e))).rows["temperature"]
+    assert rows[0] == ["T", "mean loss, nats", "bits/token", "perplexity", "mean entropy, nats",
+                       "loss - entropy", "mean p(target)"]  # fmt: skip
+    assert rows[2] == ["2.5", "1.7500", f"{1.75 / math.log(2):.4f}", f"{math.exp(1.75):.6g}",
+                       "3.0000", "-1.2500", "0.125"]  # fmt: skip
+    text = format_explanation(e)
+    assert "Temperature checks:" in text
+    assert ["2.5", "1.7500", f"{1.75 / math.log(2):.4f}", f"{math.exp(1.75):.6g}", "3.0000",
+            "-1.2500", "0.125"] in [line.split() for line in text.splitlines()]  # fmt: skip
