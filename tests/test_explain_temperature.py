@@ -21,6 +21,7 @@ from crossent.explain import (
     explain_text,
 )
 from crossent.models import HFCausalLM
+from tiny_lm import tiny_lm
 
 TEMPERATURES = [0.25, 0.5, 2.0, 10.0]
 ANIMALS = ["dog", "cat", "fish"]
@@ -219,3 +220,28 @@ def test_text_json_carries_the_scan(scanned: TextExplanation) -> None:
         "excess_nats",
     ]  # fmt: skip
     assert all(check["agrees"] for check in record["checks"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_an_over_confident_tiny_model(dtype: torch.dtype) -> None:
+    """A random model with its head scaled up is sure and wrong: its loss exceeds its entropy,
+    and flattening its predictions (T > 1) lowers the loss; in bfloat16 too."""
+    model = tiny_lm()
+    with torch.no_grad():
+        model.model.lm_head.weight.mul_(20)
+    model.model.to(dtype)
+    e = explain_text(model, "The cat sat on the mat. The dog ran.", temperatures=[0.5, 2, 4])
+    assert e.temperatures is not None
+    with torch.no_grad():
+        logits = model.model(torch.tensor([e.input_ids])).logits[0].double()  # (T, V)
+    targets = torch.tensor([token.token_id for token in e.tokens])
+    rows = {row.temperature: row for row in e.temperatures.rows}
+    for temperature, row in rows.items():
+        log_q = torch.log_softmax(logits / temperature, dim=-1)
+        loss = -log_q[torch.arange(len(targets)), targets].mean().item()
+        entropy = -(log_q.exp() * log_q).sum(-1).mean().item()
+        assert row.nats == pytest.approx(loss, abs=1e-4)
+        assert row.entropy_nats == pytest.approx(entropy, abs=1e-4)
+    assert rows[1.0].excess_nats > 1.0
+    assert rows[4.0].nats < rows[2.0].nats < rows[1.0].nats < rows[0.5].nats
+    assert all(check.agrees for check in (*e.checks, *e.temperatures.checks))

@@ -18,7 +18,11 @@ Every scan checks its numbers against the limits, which hold for any finite logi
 * ``T -> inf``: ``|ln q_T,i + ln V| <= (max z - min z) / T`` for every class, so ``q_T``,
   ``H(q_T)`` and ``H(p, q_T)`` tend to ``1 / V``, ``ln V`` and ``ln V`` within that bound.
 
-Over the support of ``q`` (a class of probability 0 is left out) with ``V`` its size.
+A class of probability 0 stays at 0 at every ``T``, so there ``V`` counts the others (the support
+of ``q``). A toy's limits are taken at ``T`` = the gap between its two largest logits / 64 (the
+mass off the argmax is then below ``V e^-64``) and at ``T = 10^6 max(1, max z - min z)``; a
+text's at ``T = 10^-4`` and at ``10^6`` times the largest spread of its logits
+(:mod:`crossent.explain.temperature_text`).
 
 The entropy ``H(q_T)`` is what the prediction expects its own loss to be: if the answers were
 drawn from ``q_T``, the mean loss would be ``H(q_T)``. A loss above the entropy therefore means a
