@@ -35,6 +35,10 @@ Policy, in one place:
   bytes are an error naming the file and byte offset, unless ``errors="replace"`` (then each
   invalid sequence becomes U+FFFD, which is three bytes when encoded again: a bits-per-byte
   figure computed from the decoded text counts those).
+* **Whitespace, NUL and control characters are text.** A file of only spaces and newlines, or
+  one holding NUL bytes, is decoded and scored like any other (its tokens are whatever the
+  tokenizer makes of it); only a file of zero bytes is empty. A file of one line, however long,
+  is tokenized in pieces like any other (:mod:`crossent.data.tokens`), so memory stays bounded.
 * **No paths means the default text**: the Python documentation that ships inside CPython
   (``pydoc_data.topics``), so the main job needs nothing from the network. It is read as *one*
   document, the topics joined in sorted order by blank lines: the topics are sections of one
