@@ -9,10 +9,16 @@ random weights, since memory does not depend on them), so that 100x, about 12 mi
 fits minutes on a shared CPU where SmolLM2 would take a day. Flat memory is the point: the
 totals are merged as windows are scored and nothing is kept per token.
 
+``--max-tokens N`` stops each row after N scored tokens (``crossent eval --max-tokens``): a
+text file at or under ``crossent.data.sources.STREAM_BYTES`` is still read and held whole, one
+over it is streamed, and either is tokenized a piece at a time up to the tokens scored; so a row
+at 100x capped at 10x's tokens shows what the larger corpus itself costs, on a machine too busy
+to score 12 million tokens in the time there was.
+
 Usage::
 
     .venv/bin/python benchmarks/eval_memory_growth.py [--multiples 1,10,100] [--window 2048]
-        [--batch-size 16]
+        [--batch-size 16] [--max-tokens N]
 """
 
 from __future__ import annotations
@@ -72,16 +78,18 @@ def main() -> None:
     parser.add_argument("--multiples", default="1,10,100")
     parser.add_argument("--window", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=None)
     options = parser.parse_args()
     from crossent.data import read_documents
 
     (document,) = read_documents([])
     text = document.text  # type: ignore[union-attr]
     print(_machine())
+    cap = [] if options.max_tokens is None else ["--max-tokens", str(options.max_tokens)]
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch) / "model"
         _model(folder, text, options.window)
-        print("multiple  MB      tokens      seconds  peak MiB")
+        print("multiple  MB      tokens scored  seconds  peak MiB")
         for multiple in (int(value) for value in options.multiples.split(",")):
             path = Path(scratch) / f"text-{multiple}x.txt"
             path.write_text(text * multiple, encoding="utf-8")
@@ -89,13 +97,13 @@ def main() -> None:
             code, seconds, peak = _peak(
                 [sys.executable, "-m", "crossent", "eval", "--model", str(folder), "--data",
                  str(path), "--window", str(options.window), "--batch-size",
-                 str(options.batch_size), "--no-progress", "--json", str(out)]
+                 str(options.batch_size), *cap, "--no-progress", "--json", str(out)]
             )  # fmt: skip
             if code != 0:
                 raise SystemExit(f"crossent eval exited {code} at {multiple}x")
             tokens = json.loads(out.read_text(encoding="utf-8"))["totals"]["tokens"]
             size = path.stat().st_size / 1e6
-            print(f"{multiple:<8}  {size:<6.1f}  {tokens:<10}  {seconds:<7.1f}  {peak / 2**20:.1f}")
+            print(f"{multiple:<8}  {size:<6.1f}  {tokens:<13}  {seconds:<7.1f}  {peak / 2**20:.1f}")
             print(_machine().splitlines()[-1])
             path.unlink()
 

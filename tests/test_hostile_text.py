@@ -75,7 +75,7 @@ def test_invalid_utf8_at_the_very_end_is_one_line_naming_its_offset(
     assert str(path) in err
     assert f"offset {len(body)}" in err
     assert "--errors replace" in err
-    # the same file streamed (as a file over 64 MiB is) names the same offset
+    # the same file streamed (as a file over 8 MiB is) names the same offset
     (document,) = read_documents([str(path)], stream_bytes=8)
     assert isinstance(document, FileDocument)
     with pytest.raises(InputError, match=f"offset {len(body)} "):
