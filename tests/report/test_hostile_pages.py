@@ -25,6 +25,8 @@ from crossent.cli import main
 from report.browsing import severe_console_messages
 from tiny_lm import SAMPLE, bpe, save_llama
 
+pytestmark = pytest.mark.slow  # six real runs make the pages
+
 RLO = "\u202e"
 MARKUP = (
     "</script><script>window.__pwned='script'</script>"
