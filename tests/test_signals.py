@@ -1,5 +1,6 @@
-"""SIGTERM and Ctrl-C during ``crossent eval``: exit 143 or 130, and every output either whole
-or absent, with no temporary file left (issue 15). A real process, a real signal.
+"""SIGTERM and Ctrl-C during ``crossent eval`` and ``crossent compare``: exit 143 or 130, and
+every output either whole or absent, with no temporary file left (issue 15). A real process, a
+real signal.
 """
 
 from __future__ import annotations
@@ -13,17 +14,14 @@ from pathlib import Path
 
 import pytest
 
+SIGNALS = [(signal.SIGTERM, 143), (signal.SIGINT, 130)]
 
-@pytest.mark.parametrize(("sent", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_during_eval_leaves_no_output_and_no_temporary(
-    tmp_path: Path, sent: signal.Signals, code: int
-) -> None:
-    outputs = tmp_path / "outputs"
-    outputs.mkdir()
+
+def _interrupt(command: list[str], outputs: Path, sent: signal.Signals, code: int) -> None:
+    """Run ``crossent COMMAND``, send ``sent`` while it scores, and check what it left."""
     (outputs / "earlier.json").write_text('{"kept": true}')  # a user's file beside the outputs
     process = subprocess.Popen(
-        [sys.executable, "-m", "crossent", "eval", "--json", str(outputs / "eval.json"),
-         "--per-token", str(outputs / "tokens.jsonl"), "--report", str(outputs / "report.html")],
+        [sys.executable, "-m", "crossent", *command],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         # a background job ignores SIGINT, and a child inherits that: let this one take it
@@ -41,3 +39,29 @@ def test_a_signal_during_eval_leaves_no_output_and_no_temporary(
     assert stderr.strip().splitlines()[-1] == "crossent: interrupted"
     assert sorted(path.name for path in outputs.iterdir()) == ["earlier.json"]
     assert (outputs / "earlier.json").read_text() == '{"kept": true}'
+
+
+@pytest.mark.parametrize(("sent", "code"), SIGNALS)
+def test_a_signal_during_eval_leaves_no_output_and_no_temporary(
+    tmp_path: Path, sent: signal.Signals, code: int
+) -> None:
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    command = [
+        "eval", "--json", str(outputs / "eval.json"), "--per-token",
+        str(outputs / "tokens.jsonl"), "--report", str(outputs / "report.html"),
+    ]  # fmt: skip
+    _interrupt(command, outputs, sent, code)
+
+
+@pytest.mark.parametrize(("sent", "code"), SIGNALS)
+def test_a_signal_during_compare_leaves_no_output_and_no_temporary(
+    tmp_path: Path, sent: signal.Signals, code: int
+) -> None:
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    command = [
+        "compare", "--model", "smollm2-135m", "--model", "smollm2-135m", "--json",
+        str(outputs / "compare.json"), "--report", str(outputs / "compare.html"),
+    ]  # fmt: skip
+    _interrupt(command, outputs, sent, code)

@@ -141,10 +141,13 @@ def decode_parts(file: IO[bytes], name: str, errors: str, read_bytes: int) -> It
                     f"{name} is not valid UTF-8: at byte offset {where}", *REPLACE
                 ) from None
             offset += len(data)
+        pending = len(decoder.getstate()[0])
         yield decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise InputError(
-            f"{name} is not valid UTF-8: it ends inside a character", *REPLACE
+            f"{name} is not valid UTF-8: it ends inside a character, at byte offset "
+            f"{offset - pending}",
+            *REPLACE,
         ) from None
 
 

@@ -35,13 +35,17 @@ Policy, in one place:
   bytes are an error naming the file and byte offset, unless ``errors="replace"`` (then each
   invalid sequence becomes U+FFFD, which is three bytes when encoded again: a bits-per-byte
   figure computed from the decoded text counts those).
+* **Whitespace, NUL and control characters are text.** A file of only spaces and newlines, or
+  one holding NUL bytes, is decoded and scored like any other (its tokens are whatever the
+  tokenizer makes of it); only a file of zero bytes is empty. A file of one line, however long,
+  is tokenized in pieces like any other (:mod:`crossent.data.tokens`), so memory stays bounded.
 * **No paths means the default text**: the Python documentation that ships inside CPython
   (``pydoc_data.topics``), so the main job needs nothing from the network. It is read as *one*
   document, the topics joined in sorted order by blank lines: the topics are sections of one
   manual, and as one long text they are scored with the full context the windows allow, rather
   than as 79 short texts that each restart from the prefix token. The text differs between
   Python versions, so its name carries the version.
-* **A text file larger than ``stream_bytes`` (64 MiB) is streamed**: it becomes a
+* **A text file larger than ``stream_bytes`` (8 MiB) is streamed**: it becomes a
   :class:`FileDocument`, which is decoded a few MiB at a time while it is scored, so a text
   larger than memory can be evaluated. Its invalid bytes are found when that part is read.
 * **Bytes are counted as stored**: ``num_bytes`` is the file's size (or the UTF-8 length of the
@@ -101,8 +105,10 @@ __all__ = [
 ]
 
 STDIN = "-"
-# Text files larger than this are read in parts while they are scored, not loaded whole.
-STREAM_BYTES = 64 << 20
+# Text files larger than this are read in parts while they are scored, not loaded whole: held
+# whole, a text costs its bytes and up to four times as many for its characters, so at 64 MiB
+# peak memory grew by a quarter of a GiB between 4.7 MB and 47 MB (docs/benchmarks.md).
+STREAM_BYTES = 8 << 20
 # What field is for, as a keyword argument and as a flag.
 _FIELD_ONLY = (
     "field applies only to .jsonl and .parquet files, datasets folders and stdin",

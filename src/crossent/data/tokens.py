@@ -7,8 +7,13 @@ whole text has one ``"\\n\\n"`` token, and a cut inside a word splits it. So the
 only at a line start that follows a single newline after a non-space character and precedes a
 non-space character (``"...x\\n|y..."``), where every common pre-tokenizer splits anyway, and
 each cut is confirmed with the tokenizer itself: a few hundred characters on each side must
-tokenize to the same ids together as apart. A candidate that fails is skipped for an earlier
-one; a text with no confirmed cut is held until one comes or the text ends.
+tokenize to the same ids together as apart. A candidate that fails is skipped for a later one.
+Where a long stretch has no such line start (a file that is one line of gigabytes), the text is
+cut at a word instead, before a space that follows a non-space and precedes one
+(``"...x| y..."``), and where it has no space either (a line of CJK text, a base64 blob), at one
+of a few character boundaries; each is confirmed by the same check, so memory stays bounded by
+the piece size. Only a stretch where none of these cuts is confirmed is held until one comes or
+the text ends.
 
 Each piece carries the text of every token: the characters from the end of the previous token
 to the end of this one, so a document's token texts concatenate to the document. A character
@@ -41,6 +46,10 @@ PIECE_CHARS = 1 << 20
 # Characters on each side of a cut that must tokenize the same together as apart.
 _CHECK_CHARS = 256
 _CUT = re.compile(r"(?<=\S\n)(?=\S)")
+# Without a line start to cut at: before a space between two non-spaces, then anywhere.
+_WORD_CUT = re.compile(r"(?<=\S)(?= \S)")
+# Character boundaries tried, this far apart, when a stretch has neither.
+_ANY_CUT_STEP, _ANY_CUT_TRIES = 97, 64
 
 
 @runtime_checkable
@@ -122,14 +131,28 @@ def tokenize_parts(
 
 
 def _confirmed_cut(tokenizer: Tokenizer, text: str, after: int) -> int | None:
-    """The first confirmed cut at or after ``after`` with room for the check; or None."""
-    for match in _CUT.finditer(text, after, len(text) - _CHECK_CHARS):
-        cut = match.start()
-        left = text[max(0, cut - _CHECK_CHARS) : cut]
-        right = text[cut : cut + _CHECK_CHARS]
-        if tokenizer.encode(left + right) == tokenizer.encode(left) + tokenizer.encode(right):
+    """The first confirmed cut at or after ``after`` with room for the check; or None.
+
+    Line starts first; only where none is confirmed, a word start, then a character boundary
+    (the module docstring).
+    """
+    end = len(text) - _CHECK_CHARS
+    for pattern in (_CUT, _WORD_CUT):
+        for match in pattern.finditer(text, after, end):
+            if _additive(tokenizer, text, match.start()):
+                return match.start()
+    stop = min(end, after + _ANY_CUT_STEP * _ANY_CUT_TRIES)
+    for cut in range(after, stop, _ANY_CUT_STEP):
+        if _additive(tokenizer, text, cut):
             return cut
     return None
+
+
+def _additive(tokenizer: Tokenizer, text: str, cut: int) -> bool:
+    """Whether the characters around ``cut`` tokenize to the same ids together as apart."""
+    left = text[max(0, cut - _CHECK_CHARS) : cut]
+    right = text[cut : cut + _CHECK_CHARS]
+    return tokenizer.encode(left + right) == tokenizer.encode(left) + tokenizer.encode(right)
 
 
 class _TextState:

@@ -27,7 +27,7 @@ from crossent.report.heatmap import (
 )
 from crossent.report.histogram import histogram_bin_count, histogram_svg
 from crossent.report.numbers import with_error
-from crossent.report.page import cell
+from crossent.report.page import bidi_attribute, cell, isolated, name_title, short_name
 from crossent.report.result_tables import documents_table, headline, summary_table
 from crossent.report.surprisal import difference_class, difference_legend, surprisal_legend
 
@@ -65,7 +65,7 @@ def render_comparison_report(comparison: ComparisonResult, *, title: str | None 
     named = [("A", a), ("B", b)]
     parts = [
         f"<h1>{escape(title)}</h1>",
-        f"<p>A is <code>{escape(a.model)}</code>, B is <code>{escape(b.model)}</code>; "
+        f"<p>A is <code>{isolated(a.model)}</code>, B is <code>{isolated(b.model)}</code>; "
         f"{_windows(named)} Token by token, A is the reference: {escape(KL_FORMULA)}, and every "
         f"per-token number is in {TOKEN_UNIT}.</p>",
         *_weights(named),
@@ -78,7 +78,7 @@ def render_comparison_report(comparison: ComparisonResult, *, title: str | None 
     model_parts = []
     bins = histogram_bin_count([a, b])
     for (name, result), key in zip(named, ("a", "b"), strict=True):
-        model_parts += [f"<h2>Model {name}: {escape(result.model)}</h2>", documents_table(result)]
+        model_parts += [f"<h2>Model {name}: {isolated(result.model)}</h2>", documents_table(result)]
         if result.tokens:
             heatmaps, positions[key] = score_heatmaps(result, key, payload)
             model_parts += [
@@ -109,9 +109,9 @@ def _aligned_parts(comparison: ComparisonResult) -> list[str]:
         return []
     rows = "".join(
         "<tr>"
-        + cell(comparison.a.documents[segment.document].name)
+        + cell(short_name(comparison.a.documents[segment.document].name))
         + cell(str(segment.start))
-        + f"<td><code>{escape(_visible(segment.text))}</code></td>"
+        + f"<td><code>{escape(_visible(short_name(segment.text)))}</code></td>"
         + cell(f"{segment.nats_a:.4f}")
         + cell(f"{segment.nats_b:.4f}")
         + cell(f"{segment.nats_b - segment.nats_a:+.4f}")
@@ -134,11 +134,12 @@ def _aligned_parts(comparison: ComparisonResult) -> list[str]:
         title = f"A {segment.nats_a:.3f} nats, B {segment.nats_b:.3f} nats"
         spans.setdefault(segment.document, []).append(
             f'<span class="{difference_class(segment.nats_a, segment.nats_b)}" '
-            f'title="{escape(title)}">{escape_text(segment.text)}</span>'
+            f'title="{escape(title)}"{bidi_attribute(segment.text)}>'
+            f"{escape_text(segment.text)}</span>"
         )
     for index, document in enumerate(comparison.a.documents):
         parts.append(
-            f"<h3>{escape(document.name)}</h3>"
+            f"<h3{name_title(document.name)}>{escape(short_name(document.name))}</h3>"
             f'<div class="aligned">{"".join(spans.get(index, []))}</div>'
         )
     return parts
@@ -205,7 +206,7 @@ def render_models_report(comparison: ModelsComparison, *, title: str | None = No
     payload = Payload()
     parts = [
         f"<h1>{escape(title)}</h1>",
-        f"<p>A, <code>{escape(results[0].model)}</code>, is the reference; {_windows(named)}</p>",
+        f"<p>A, <code>{isolated(results[0].model)}</code>, is the reference; {_windows(named)}</p>",
         *_weights(named),
         headline(named),
         "<h2>Ranked by bits per byte</h2>",
@@ -217,12 +218,12 @@ def render_models_report(comparison: ModelsComparison, *, title: str | None = No
     for (label, result), pair in zip(named[1:], comparison.pairs, strict=True):
         if pair.kl is not None:
             parts += [
-                f"<h2>A against {escape(label)} ({escape(result.model)}), token by token</h2>",
+                f"<h2>A against {escape(label)} ({isolated(result.model)}), token by token</h2>",
                 _kl_table(pair.kl),
             ]
     bins = histogram_bin_count(results)
     for index, (label, result) in enumerate(named):
-        parts += [f"<h2>Model {label}: {escape(result.model)}</h2>", documents_table(result)]
+        parts += [f"<h2>Model {label}: {isolated(result.model)}</h2>", documents_table(result)]
         if result.tokens:
             heatmaps, _ = score_heatmaps(result, f"m{index}", payload)
             parts += [histogram_svg(result.tokens, bins), surprisal_legend(), heatmaps]
@@ -372,8 +373,8 @@ def _difference_heatmaps(
                 f"{'null' if index_b is None else index_b}]"
             )
             spans.append(
-                f'<span class="{difference_class(difference.nats_a, difference.nats_b)}">'
-                f"{escape_text(difference.text)}</span>"
+                f'<span class="{difference_class(difference.nats_a, difference.nats_b)}"'
+                f"{bidi_attribute(difference.text)}>{escape_text(difference.text)}</span>"
             )
         sections.append(heatmap(document.name, "d", first, spans))
     return sections
@@ -395,7 +396,7 @@ def _largest_table(comparison: ComparisonResult) -> str:
     documents = comparison.a.documents
     rows = [
         "<tr>"
-        + cell(documents[d.document].name)
+        + cell(short_name(documents[d.document].name))
         + cell(str(d.position))
         + f"<td><code>{escape(_visible(d.text))}</code></td>"
         + cell(f"{d.nats_a:.4f}")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from crossent.report.heatmap import NO_TOKENS_NOTE, Payload, heatmap_page, score_heatmaps
 from crossent.report.histogram import histogram_bin_count, histogram_svg
+from crossent.report.page import isolated
 from crossent.report.positions import positions_svg, positions_table
 from crossent.report.result_tables import (
     convention_table,
@@ -64,7 +65,9 @@ def render_evaluation_report(
         headline([("", result)]),
     ]
     if model_description:
-        parts.append(f'<p class="model">{escape(result.model)}: {escape(model_description)}</p>')
+        parts.append(
+            f'<p class="model">{isolated(result.model)}: {isolated(model_description)}</p>'
+        )
     parts += [
         "<h2>Summary</h2>",
         summary_table(

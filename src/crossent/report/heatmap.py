@@ -31,7 +31,7 @@ from html import escape
 from importlib.resources import files
 from typing import TYPE_CHECKING
 
-from crossent.report.page import BASE_STYLE, page
+from crossent.report.page import BASE_STYLE, bidi_attribute, name_title, page, short_name
 from crossent.report.surprisal import COLOUR_STYLE, token_class
 
 if TYPE_CHECKING:  # only the types: importing evaluation imports transformers
@@ -45,8 +45,11 @@ NO_TOKENS_NOTE = (
 )
 
 _STYLE = (
-    BASE_STYLE
-    + "table.documents,table.largest{display:block;overflow-x:auto}"  # many columns, long names
+    BASE_STYLE + "table.documents,table.largest,table.largest-segments,table.summary,table.ranking"
+    "{display:block;overflow-x:auto}"
+    # a model's path, or a stretch of text, wraps anywhere rather than widen the page
+    "td[data-metric=model],table.ranking td:nth-child(2),table.largest-segments code"
+    "{overflow-wrap:anywhere}"
     ".legend{display:flex;flex-wrap:wrap;gap:2px;align-items:center;font-size:12px}"
     ".legend span{padding:0 .4rem}"
     ".heat,.aligned{white-space:pre-wrap;overflow-wrap:anywhere;font:13px/1.7 ui-monospace,"
@@ -137,13 +140,15 @@ def group_by_document(
 
 def heatmap(name: str, key: str, first: int, spans: list[str], note: str = "") -> str:
     """One document's text; its spans are entries ``first``, ``first + 1``, ... of set ``key``."""
+    shown = escape(short_name(name))
+    heading = f"<h3{name_title(name)}>{shown}</h3>"
     if not spans:
-        return f'<h3>{escape(name)}</h3><p class="note">No scored tokens.</p>'
+        return f'{heading}<p class="note">No scored tokens.</p>'
     coloured_by = _COLOURED_BY.get(key, "surprisal")
     return (
-        f"<h3>{escape(name)}</h3>{note}"
+        f"{heading}{note}"
         f'<div class="heat" data-set="{key}" data-first="{first}" tabindex="0" '
-        f'aria-label="{escape(name)}: tokens coloured by {coloured_by}; arrow keys move '
+        f'aria-label="{shown}: tokens coloured by {coloured_by}; arrow keys move '
         f'between tokens">{"".join(spans)}</div>'
     )
 
@@ -175,7 +180,8 @@ def score_heatmaps(
                 "shown.</p>"
             )
         spans = [
-            f'<span class="{token_class(token.nats)}">{escape_text(token.text)}</span>'
+            f'<span class="{token_class(token.nats)}"{bidi_attribute(token.text)}>'
+            f"{escape_text(token.text)}</span>"
             for token in tokens
         ]
         sections.append(heatmap(document.name, key, first, spans, note))

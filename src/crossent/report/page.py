@@ -5,18 +5,34 @@ figures (SVG) are inline, and a Content-Security-Policy meta tag lets the browse
 else and run only that one script and style sheet (both allowed by their SHA-256 hashes).
 :func:`page` builds that shell for the evaluation, comparison, training and explain pages alike;
 :data:`BASE_STYLE` is the look they share and :func:`cell` the table cell their numbers sit in.
+
+**Hostile text is inert.** Every text a page shows (a document's text and name, a model's name or
+path, a setting) is HTML-escaped, so markup in it is shown, never parsed; the policy would block
+any script or load that slipped through. Three more rules keep such text from breaking the layout:
+a long word wraps at the edge of its block (``overflow-wrap``); a document name longer than
+:data:`NAME_CHARS` characters is shown by its start and its length (:func:`short_name`), the whole
+name in the element's ``title``; and a name shown inside a sentence is isolated in ``<bdi>``
+(:func:`isolated`), as is a heatmap token holding an explicit bidi control (U+202A to U+202E,
+U+2066 to U+2069; :func:`bidi_attribute`), so that a right-to-left override reorders nothing
+around it.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from html import escape
+
+# A document name longer than this is shown by its start and its length (short_name).
+NAME_CHARS = 200
+# Explicit bidi formatting characters: embeddings, overrides (U+202A-U+202E) and isolates.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 # The look every crossent page shares: type, headings, number tables, the headline and notes.
 BASE_STYLE = (
     ":root{font:15px/1.45 system-ui,sans-serif;color:#1c1c1e;background:#fff}"
-    "body{max-width:76rem;margin:1.5rem auto;padding:0 1rem}"
+    "body{max-width:76rem;margin:1.5rem auto;padding:0 1rem;overflow-wrap:break-word}"
     "h1{font-size:1.5rem;margin:0 0 .3rem}"
     "h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}"
     "h3{font-size:1rem;margin:1.2rem 0 .4rem}"
@@ -71,3 +87,32 @@ def cell(text: str, *, metric: str = "", model: str = "") -> str:
     attributes = f' data-metric="{metric}"' if metric else ""
     attributes += f' data-model="{model}"' if model else ""
     return f"<td{attributes}>{escape(text)}</td>"
+
+
+def short_name(name: str) -> str:
+    """``name`` as a heading or a table cell shows it: whole up to :data:`NAME_CHARS` characters,
+    else its first ones, an ellipsis and its length.
+
+    >>> short_name("x" * 250)[-30:]
+    'xxxxxxxxxxxx… (250 characters)'
+    """
+    if len(name) <= NAME_CHARS:
+        return name
+    return f"{name[: NAME_CHARS - 40]}\u2026 ({len(name):,} characters)"
+
+
+def name_title(name: str) -> str:
+    """A ``title`` attribute holding ``name`` whole where :func:`short_name` cuts it, else ''."""
+    return f' title="{escape(name)}"' if len(name) > NAME_CHARS else ""
+
+
+def isolated(text: str) -> str:
+    """``text``, escaped, in ``<bdi>``: whatever direction or override it holds, it cannot
+    reorder the text around it."""
+    return f"<bdi>{escape(text)}</bdi>"
+
+
+def bidi_attribute(text: str) -> str:
+    """``' dir="auto"'`` (which isolates an element) when ``text`` holds an explicit bidi
+    control, else ''. Only then: isolating every token would break right-to-left text apart."""
+    return ' dir="auto"' if _BIDI_CONTROLS.search(text) else ""

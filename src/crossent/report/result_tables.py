@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from crossent.metrics import NLLResult
 from crossent.report.numbers import METRIC_DIGITS, METRIC_ERRORS, METRIC_FORMATS, with_error
-from crossent.report.page import cell
+from crossent.report.page import cell, name_title, short_name
 
 if TYPE_CHECKING:  # only the types: importing evaluation imports transformers
     from crossent.evaluation import EvaluationResult
@@ -137,7 +137,7 @@ def documents_table(result: EvaluationResult) -> str:
 
     def row(name: str, metrics: NLLResult) -> str:
         cells = "".join(cell(show(metrics), metric=key) for key, show in METRIC_FORMATS.items())
-        return f"<tr><td>{escape(name)}</td>{cells}</tr>"
+        return f"<tr><td{name_title(name)}>{escape(short_name(name))}</td>{cells}</tr>"
 
     head = "".join(f"<th>{escape(_HEADERS[key])}</th>" for key in METRIC_FORMATS)
     body = "".join(row(document.name, document.result()) for document in result.documents)

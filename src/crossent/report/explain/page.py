@@ -20,7 +20,7 @@ from crossent.report.explain.digits import (
 from crossent.report.explain.plots import figures
 from crossent.report.explain.temperature import temperature_html
 from crossent.report.figures import inline_svg
-from crossent.report.page import BASE_STYLE, cell, page
+from crossent.report.page import BASE_STYLE, cell, isolated, page
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -178,10 +178,10 @@ def _text_body(e: TextExplanation, drawn: dict[str, Figure]) -> list[str]:
     )
     top_headers = "".join(f"<th>#{rank}</th>" for rank in range(1, len(e.tokens[0].top_ids) + 1))
     return [
-        f"<h1>Cross-entropy of {escape(e.model)} on a text</h1>",
+        f"<h1>Cross-entropy of {isolated(e.model)} on a text</h1>",
         f'<p class="headline"><b>{e.nats:.4f}</b> nats per token = {e.bits:.4f} bits; '
         f"perplexity {e.perplexity:.2f}</p>",
-        f"<p>The text: <code>{escape(e.text)}</code>. The model reads {positions} tokens, "
+        f"<p>The text: <code>{isolated(e.text)}</code>. The model reads {positions} tokens, "
         f"the first being the {escape(e.prefix.upper())} prefix (never scored), and at each "
         "position predicts the next one, as <code>crossent eval</code> does.</p>",
         "<h2>The six steps</h2>",
