@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import PreTrainedTokenizerFast
 
 from crossent.data import Document
 from crossent.evaluation import evaluate
@@ -30,6 +31,13 @@ def _documents() -> list[Document]:
     """Documents of many lengths: one window each at window 64, two of equal length."""
     lengths = [3, 17, 9, 17, 30, 5, 12]
     return [Document(f"d{i}", " ".join(WORDS[:n])) for i, n in enumerate(lengths)]
+
+
+def _oracle(model: HFCausalLM, folder: Path, text: str) -> torch.Tensor:
+    """transformers' own ``-ln p`` of each token of ``text`` alone, float64."""
+    tokenizer = model.hf_tokenizer
+    assert isinstance(tokenizer, PreTrainedTokenizerFast)
+    return token_nats(folder, tokenizer, text)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +73,7 @@ def test_a_batch_of_many_lengths_computes_no_padding_and_equals_float64(
     assert sorted(shapes) == sorted((lengths.count(n), n) for n in set(lengths))
     assert all(modes)
     for document, (nats, count, _, _) in zip(documents, sums, strict=True):
-        oracle = token_nats(folder, model.hf_tokenizer, document.text)
+        oracle = _oracle(model, folder, document.text)
         assert count == oracle.numel()
         assert nats == pytest.approx(float(oracle.sum()), rel=1e-6)
     batched = evaluate(model, documents, window=64, batch_size=8)
@@ -80,7 +88,7 @@ def test_inference_mode_keeps_per_token_and_by_position(tiny: tuple[HFCausalLM, 
     result = evaluate(model, documents, window=8, stride=4, per_token=True, by_position=True)
     assert result.by_position is not None
     for index, document in enumerate(documents):
-        oracle = token_nats(folder, model.hf_tokenizer, document.text)
+        oracle = _oracle(model, folder, document.text)
         tokens = [token for token in result.tokens if token.document == index]
         assert [token.position for token in tokens] == list(range(oracle.numel()))
         # Windows of 8 see less context than the oracle's one window: only the first 8 agree.
