@@ -160,7 +160,7 @@ def _details(
 def compiled_trunk(model: CausalLM) -> Trunk:
     """``model.hidden_states`` through ``torch.compile`` (Inductor), for :func:`score_batch`.
 
-    The first call of each new input shape compiles (tens of seconds for SmolLM2-135M on a CPU;
+    The first call of each new input shape compiles (minutes for SmolLM2-135M on a 2-core CPU;
     a second shape recompiles once with a dynamic batch and length, which later shapes reuse),
     so it pays only on long texts: ``benchmarks/eval_floor.py`` measures the compile time and the
     length at which compiling plus scoring beats eager scoring. The numbers equal eager's to
