@@ -1,29 +1,43 @@
 """One batch of windows through a model's trunk and LM head: the sums and per-token details.
 
-Evaluation's inner step, kept apart from its bookkeeping: the batch is right-padded
-(:func:`crossent.data.stream.pad_windows`), the final hidden states go through
-:func:`crossent.linear_cross_entropy_with_stats` on the model's own head (no ``[tokens, V]``
-logits held), and, when asked, the rank and top-k of each scored token are made a chunk of rows
-at a time.
+Evaluation's inner step, kept apart from its bookkeeping. Nothing is computed that no result
+needs:
+
+* **no padding**: the windows of a batch that have the same length (all of them, for a long
+  document) go through the trunk together as one ``(rows, T)`` input, and each other length
+  through a pass of its own, so no position is padding; a causal model's hidden states at a
+  position do not depend on what follows, so this equals one window at a time up to float
+  rounding (tests/test_evaluation.py checks 1e-6 in float32);
+* **only scored positions reach the head**: the hidden states of the positions a window
+  scores (its last ``S`` of ``L``, or all of them) are gathered into one ``(M, d)`` matrix and go
+  through :func:`crossent.linear_cross_entropy_with_stats` on the model's own head (no
+  ``[tokens, V]`` logits held);
+* **one copy to the host per batch**: the per-window sums are added up on the device and read
+  back together.
+
+When asked, the rank and top-k of each scored token are made a chunk of rows at a time.
+:func:`compiled_trunk` is the trunk through ``torch.compile`` (``crossent eval --compile``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
 from crossent.data import Window
-from crossent.data.stream import pad_windows
 from crossent.data.tokens import ByteTokenizer, show_bytes
 from crossent.kernels import default_chunk_rows
 from crossent.losses.linear import linear_cross_entropy_with_stats
 
 if TYPE_CHECKING:
     from crossent.models.protocol import CausalLM, Tokenizer
+
+# What turns input ids (B, T) into final hidden states (B, T, d): a model's hidden_states.
+Trunk = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,40 +56,95 @@ def score_batch(
     windows: Sequence[Window],
     top_k: int,
     by_position: PositionMeter | None = None,
+    trunk: Trunk | None = None,
 ) -> tuple[list[tuple[float, int, int, float]], list[list[TokenDetail]]]:
-    """Per window of one right-padded batch: (summed nats, scored tokens, correct top-1, summed
-    squared nats), and with ``top_k`` > 0 the details of each scored token. ``by_position``,
-    given, is added each scored token's nats at its position in its window."""
-    inputs, targets = pad_windows(windows, model.device)
-    hidden = model.hidden_states(inputs)  # (B, T, d)
+    """Per window of one batch: (summed nats, scored tokens, correct top-1, summed squared
+    nats), and with ``top_k`` > 0 the details of each scored token. ``by_position``, given, is
+    added each scored token's nats at its position in its window. ``trunk`` replaces
+    ``model.hidden_states`` (a compiled one, :func:`compiled_trunk`); it must compute the same.
+
+    Windows of equal length go through the trunk together, so no padding is computed; only the
+    scored positions' hidden states go through the head (the module docstring).
+    """
+    hidden, targets, where = _scored_hidden(model, windows, trunk or model.hidden_states)
     stats = linear_cross_entropy_with_stats(
         hidden, model.head_weight, targets, model.head_bias, reduction="sum"
     )
-    token_loss = stats.token_loss.double()  # (B, T), 0 where not scored
+    token_loss = stats.token_loss.double()  # (M,): every row is a scored token
+    counts = [len(win.targets) - win.score_from for win in windows]
+    owner = where.row.to(token_loss.device)
+    sums = torch.zeros(3, len(windows), dtype=torch.float64, device=token_loss.device)
+    sums[0].index_add_(0, owner, token_loss)
+    sums[1].index_add_(0, owner, stats.correct.double())
+    sums[2].index_add_(0, owner, token_loss.square())
+    nats, correct, squares = sums.tolist()  # one copy to the host for the whole batch
     if by_position is not None:
-        by_position.add(token_loss.sum(dim=0), stats.scored.sum(dim=0))
-    squares = token_loss.square().sum(dim=1).tolist()
-    sums = [
-        (
-            float(token_loss[row].sum()),
-            int(stats.scored[row].sum()),
-            int(stats.correct[row].sum()),
-            squares[row],
+        position = where.position.to(token_loss.device)
+        at = torch.zeros(by_position.window, dtype=torch.float64, device=token_loss.device)
+        by_position.add(
+            at.index_add(0, position, token_loss),
+            torch.bincount(position, minlength=by_position.window),
         )
-        for row in range(len(windows))
+    rows = [
+        (nats[row], counts[row], round(correct[row]), squares[row]) for row in range(len(windows))
     ]
     if top_k == 0:
-        return sums, []
-    scored_mask = stats.scored  # (B, T)
+        return rows, []
+    return rows, _details(model, hidden, targets, token_loss, counts, top_k)
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """For each scored row of a batch: its window's index in the batch and its position in it."""
+
+    row: torch.Tensor  # (M,) int64
+    position: torch.Tensor  # (M,) int64
+
+
+def _scored_hidden(
+    model: CausalLM, windows: Sequence[Window], trunk: Trunk
+) -> tuple[torch.Tensor, torch.Tensor, _Where]:
+    """The final hidden states ``(M, d)`` and targets ``(M,)`` of the scored positions of the
+    windows, window after window, each window's in order; the trunk sees each length once."""
+    by_length: dict[int, list[int]] = {}
+    for row, win in enumerate(windows):
+        if win.score_from < len(win.targets):  # a window that scores nothing needs no pass
+            by_length.setdefault(len(win.tokens), []).append(row)
+    pieces: dict[int, torch.Tensor] = {}
+    for rows in by_length.values():
+        inputs = torch.tensor([windows[row].tokens for row in rows], dtype=torch.long)
+        hidden = trunk(inputs.to(model.device))  # (rows, T, d)
+        for at, row in enumerate(rows):
+            pieces[row] = hidden[at, windows[row].score_from :]  # (scored, d)
+    empty = model.head_weight.new_zeros(0, model.head_weight.shape[1])
+    flat = torch.cat([pieces[row] for row in sorted(pieces)]) if pieces else empty  # (M, d)
+    targets = [token for win in windows for token in win.targets[win.score_from :]]
+    owner = [
+        row for row, win in enumerate(windows) for _ in range(win.score_from, len(win.targets))
+    ]
+    positions = [i for win in windows for i in range(win.score_from, len(win.targets))]
+    where = _Where(torch.tensor(owner, dtype=torch.long), torch.tensor(positions, dtype=torch.long))
+    return flat, torch.tensor(targets, dtype=torch.long).to(model.device), where
+
+
+def _details(
+    model: CausalLM,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    token_loss: torch.Tensor,
+    counts: list[int],
+    top_k: int,
+) -> list[list[TokenDetail]]:
+    """The :class:`TokenDetail` of every scored row, split into the windows' rows."""
     rank, top_ids, top_probs = ranks_and_top(
-        hidden[scored_mask], model.head_weight, model.head_bias, targets[scored_mask], top_k
+        hidden, model.head_weight, model.head_bias, targets, top_k
     )
-    nats = token_loss[scored_mask].tolist()
-    ids, ranks = targets[scored_mask].tolist(), rank.tolist()
+    nats = token_loss.tolist()
+    ids, ranks = targets.tolist(), rank.tolist()
     top_id_rows, top_prob_rows = top_ids.tolist(), top_probs.tolist()
     details: list[list[TokenDetail]] = []
     flat = 0
-    for count in scored_mask.sum(dim=1).tolist():
+    for count in counts:
         details.append(
             [
                 TokenDetail(
@@ -85,7 +154,20 @@ def score_batch(
             ]
         )
         flat += count
-    return sums, details
+    return details
+
+
+def compiled_trunk(model: CausalLM) -> Trunk:
+    """``model.hidden_states`` through ``torch.compile`` (Inductor), for :func:`score_batch`.
+
+    The first call of each new input shape compiles (minutes for SmolLM2-135M on a 2-core CPU;
+    a second shape recompiles once with a dynamic batch and length, which later shapes reuse),
+    so it pays only on long texts: ``benchmarks/eval_floor.py`` measures the compile time and the
+    length at which compiling plus scoring beats eager scoring. The numbers equal eager's to
+    float32 rounding (fused element-wise kernels round in another order).
+    """
+    compiled: Trunk = torch.compile(model.hidden_states)
+    return compiled
 
 
 def ranks_and_top(
@@ -156,6 +238,11 @@ class PositionMeter:
     def __init__(self, window: int) -> None:
         self.nats = torch.zeros(window, dtype=torch.float64)
         self.tokens = torch.zeros(window, dtype=torch.int64)
+
+    @property
+    def window(self) -> int:
+        """``L``, the positions counted."""
+        return int(self.nats.shape[0])
 
     def add(self, nats: torch.Tensor, tokens: torch.Tensor) -> None:
         """Add a batch's summed nats ``(T,)`` and scored counts ``(T,)`` per position."""

@@ -138,11 +138,13 @@ def add_model_run_options(parser: argparse.ArgumentParser, *, scoring: bool) -> 
     )
     parser.add_argument(
         "--dtype",
-        choices=["float32", "bfloat16"],
+        choices=["float32", "bfloat16", "auto"],
         default="float32",
-        help="the weights' dtype while scoring; bfloat16 halves the weights' memory but its "
-        "numbers are approximate: a few thousandths of a nat per token from float32's, and they "
-        "move by as much with --batch-size (docs/benchmarks.md)",
+        help="the weights' dtype while scoring; bfloat16 halves the weights' memory and is "
+        "about twice as fast on a CPU with bf16 matrix instructions (AMX, AVX512-BF16) or a "
+        "GPU from Ampere on, but its numbers are approximate: a few thousandths of a nat per "
+        "token from float32's, and they move by as much with --batch-size; auto picks bfloat16 "
+        "only where it is fast, else float32, and says which (docs/benchmarks.md)",
     )
     parser.add_argument(
         "--device",
@@ -206,5 +208,23 @@ def load(spec: str | None, args: argparse.Namespace, device: str | None) -> Caus
     from crossent.models import load_model
 
     # load_model draws no transformers progress bar: stderr is for crossent's own messages.
-    dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
+    dtype = torch.bfloat16 if chosen_dtype(args.dtype, args.device or device) else torch.float32
     return load_model(spec, dtype=dtype, device=args.device or device)
+
+
+def chosen_dtype(dtype: str, device: str | None) -> bool:
+    """Whether ``--dtype`` asks for bfloat16; ``auto`` asks where it is fast
+    (:func:`crossent.hardware.bf16_matmul_is_fast`) and says on stderr what it chose."""
+    if dtype != "auto":
+        return dtype == "bfloat16"
+    from crossent.hardware import bf16_matmul_is_fast
+
+    fast = bf16_matmul_is_fast(device)
+    where = device or "this machine"
+    print(
+        f"--dtype auto: bfloat16 ({where} multiplies bf16 matrices natively)"
+        if fast
+        else f"--dtype auto: float32 ({where} has no fast bf16 matrix products)",
+        file=sys.stderr,
+    )
+    return fast

@@ -57,6 +57,13 @@ def add_parser(commands: Commands) -> None:
         help="also show the mean loss by position in the window (tokens of context, in "
         "power-of-two buckets: 1, 2-3, 4-7, ...) as a table, in the JSON and in the report",
     )
+    evaluate.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the model's trunk through torch.compile: compiling takes a minute or more, "
+        "then scoring is faster, so it pays on long texts only (docs/benchmarks.md measures "
+        "the break-even length); the numbers equal eager's to float32 rounding (default: off)",
+    )
     add_limit_options(evaluate)
     add_output_options(evaluate)
     evaluate.set_defaults(run=run)
@@ -116,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=progress,
                 convention=args.convention,
                 by_position=args.by_position,
+                compile=args.compile,
             )
         if rank != 0:
             return 0

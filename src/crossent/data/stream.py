@@ -22,8 +22,10 @@ times the longest row), so many short documents share one forward pass as fully 
 windows of one long document do, with the same peak memory. ``size`` full windows make a
 batch of ``size``, as before; a batch always holds at least one window.
 
-A batch becomes the model's input by :func:`pad_windows`: right-padded, because a causal model
-never looks ahead, so padding after a window cannot change its scores.
+Evaluation computes no padding: :func:`crossent.scoring.score_batch` passes each length of a
+batch through the trunk on its own. Comparison makes a batch the models' input by
+:func:`pad_windows`: right-padded, because a causal model never looks ahead, so padding after a
+window cannot change its scores.
 
 **Token texts are held only until scored**: with ``offsets`` the stream keeps each token's
 text and bytes for :meth:`DocumentStream.token_text`, and drops them once the batch that

@@ -2,11 +2,13 @@
 
 Each document is tokenized whole, preceded by a prefix token, and cut into windows by
 :func:`crossent.data.rolling_windows` (the one place the scoring convention is written down).
-Windows from all documents are packed into batches by :class:`crossent.data.stream.DocumentStream`,
-right-padded (a causal model never looks ahead, so padding after a window cannot change it), and
-scored from the model's final hidden states through :func:`crossent.linear_cross_entropy_with_stats`
-on its own LM head, so no ``[tokens, V]`` fp32 logits are ever held. Sums are kept per document
-in float64.
+Windows from all documents are packed into batches by :class:`crossent.data.stream.DocumentStream`
+and scored by :func:`crossent.scoring.score_batch` under ``torch.inference_mode``: windows of
+equal length go through the trunk together (no padding is computed), and the final hidden states
+of the scored positions go through :func:`crossent.linear_cross_entropy_with_stats` on the model's
+own LM head, so no ``[tokens, V]`` fp32 logits are ever held. Sums are kept per document in
+float64. ``compile=True`` runs the trunk through ``torch.compile``
+(:func:`crossent.scoring.compiled_trunk`).
 
 Bytes and words are counted by :mod:`crossent.data.counts`, as lm-evaluation-harness counts them
 (UTF-8 bytes, ``len(re.split(r"\\s+", text))`` words), so ``bits_per_byte``, ``byte_perplexity``
@@ -50,7 +52,13 @@ from crossent.evaluation.records import (
 from crossent.evaluation.token_sink import TokenRelay, TokenSink
 from crossent.failures import NonFiniteLossError
 from crossent.metrics import NLLMeter
-from crossent.scoring import PositionMeter, TokenDetail, TokenTexts, score_batch
+from crossent.scoring import (
+    PositionMeter,
+    TokenDetail,
+    TokenTexts,
+    compiled_trunk,
+    score_batch,
+)
 from crossent.version import __version__
 
 if TYPE_CHECKING:
@@ -95,6 +103,7 @@ def evaluate(
     on_token: TokenSink | None = None,
     convention: Convention = "lm-eval",
     by_position: bool = False,
+    compile: bool = False,
 ) -> EvaluationResult:
     """Score every document's tokens by a convention: by default each token once, in rolling
     windows (lm-evaluation-harness's); or llama.cpp's or the Transformers guide's way
@@ -118,8 +127,9 @@ def evaluate(
         stride: tokens between window starts, S in [1, L] (default L).
         prefix: token before each document: "bos", "eos" or "none" (default BOS, else EOS).
         batch_size: full windows per forward pass; shorter windows (short documents) are
-            packed up to the same padded tokens, ``batch_size * window``
-            (:mod:`crossent.data.stream`). Results do not depend on it beyond float noise.
+            packed up to as many tokens counted padded, ``batch_size * window``
+            (:mod:`crossent.data.stream`), and each length goes through the trunk on its own,
+            so no padding is computed. Results do not depend on it beyond float noise.
         per_token: also return a :class:`TokenScore` for every scored token.
         top_k: how many alternatives each :class:`TokenScore` lists.
         max_tokens: stop after this many scored tokens: the document they end in is cut after
@@ -138,6 +148,8 @@ def evaluate(
         by_position: also sum the loss at each position of the window, for
             :attr:`EvaluationResult.by_position` (:class:`crossent.scoring.PositionMeter`:
             ``O(L)`` memory, every scored token once, unweighted).
+        compile: run the trunk through ``torch.compile`` (:func:`crossent.scoring.compiled_trunk`):
+            faster on long texts once compiled, the same numbers to float32 rounding.
 
     Raises:
         ValueError: no documents, a window larger than the model's context, a bad stride,
@@ -168,14 +180,15 @@ def evaluate(
     decoded = TokenTexts(model.tokenizer)
     relay = TokenRelay(on_token, stream.names, group) if on_token is not None else None
     scored = 0
-    with torch.no_grad():
+    trunk = compiled_trunk(model) if compile else None
+    with torch.inference_mode():
         for batch, mine in deal(stream.batches(batch_size), group):
             meters.extend(NLLMeter() for _ in range(stream.count - len(meters)))
             batch_tokens: list[TokenScore] = []
             if mine:
                 indices = [index for index, _ in batch]
                 windows = [win for _, win in batch]
-                sums, rows = score_batch(model, windows, top_k if details else 0, positions)
+                sums, rows = score_batch(model, windows, top_k if details else 0, positions, trunk)
                 for index, win, (nll, count, correct, squared) in zip(
                     indices, windows, sums, strict=True
                 ):

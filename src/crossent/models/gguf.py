@@ -191,7 +191,7 @@ def converted_gguf(gguf_file: Path) -> Path:
     cached = gguf_cache_dir(gguf_file)
     if (cached / "config.json").is_file():
         try:
-            verify_checksums(cached)
+            verify_checksums(cached, remember=True)  # hashed once per file, not per load
         except ValueError as error:
             logger.warning("the model cache entry is damaged (%s); converting %s again",
                            error, gguf_file)  # fmt: skip
