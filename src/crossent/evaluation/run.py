@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from crossent.calibration import CalibrationMeter, CalibrationResult
 from crossent.data import Text, Window
 from crossent.data.conventions import (
     Convention,
@@ -95,6 +96,7 @@ def evaluate(
     on_token: TokenSink | None = None,
     convention: Convention = "lm-eval",
     by_position: bool = False,
+    calibration: bool = False,
 ) -> EvaluationResult:
     """Score every document's tokens by a convention: by default each token once, in rolling
     windows (lm-evaluation-harness's); or llama.cpp's or the Transformers guide's way
@@ -138,14 +140,23 @@ def evaluate(
         by_position: also sum the loss at each position of the window, for
             :attr:`EvaluationResult.by_position` (:class:`crossent.scoring.PositionMeter`:
             ``O(L)`` memory, every scored token once, unweighted).
+        calibration: also measure calibration and the best temperature, for
+            :attr:`EvaluationResult.calibration` (:mod:`crossent.calibration`: a fixed number
+            of sums gathered in the same pass, every scored token once; refused under
+            ``"hf-stride"``, whose totals weigh tokens by window).
 
     Raises:
         ValueError: no documents, a window larger than the model's context, a bad stride,
             batch size, ``top_k`` or limit, a document that tokenizes to nothing or cannot be
-            read.
+            read, calibration under ``"hf-stride"``.
     """
     window = window if window is not None else min(model.context_length, DEFAULT_WINDOW_CAP)
     check_convention(convention, window, stride)
+    if calibration and convention == "hf-stride":
+        raise ValueError(
+            "calibration does not apply to the hf-stride convention: its totals weigh tokens "
+            "by window, calibration counts each scored token once"
+        )
     stride = stride if stride is not None else window
     check_window(window, stride, context=model.context_length)
     if batch_size < 1:
@@ -164,6 +175,7 @@ def evaluate(
     )  # fmt: skip
     meters: list[NLLMeter] = []
     positions = PositionMeter(window) if by_position else None
+    confidence = CalibrationMeter() if calibration else None
     tokens: list[TokenScore] = []
     decoded = TokenTexts(model.tokenizer)
     relay = TokenRelay(on_token, stream.names, group) if on_token is not None else None
@@ -175,7 +187,9 @@ def evaluate(
             if mine:
                 indices = [index for index, _ in batch]
                 windows = [win for _, win in batch]
-                sums, rows = score_batch(model, windows, top_k if details else 0, positions)
+                sums, rows = score_batch(
+                    model, windows, top_k if details else 0, positions, confidence
+                )
                 for index, win, (nll, count, correct, squared) in zip(
                     indices, windows, sums, strict=True
                 ):
@@ -203,6 +217,8 @@ def evaluate(
     if rank_and_world(group)[1] > 1:
         meters, tokens = _gather(meters, tokens, per_token, group)
         _sum_over_ranks(stream.tallies, positions, group)
+        if confidence is not None:
+            confidence.all_reduce(group)
     scores = _document_scores(stream, meters)
     total = NLLMeter()
     for score in scores:
@@ -222,7 +238,15 @@ def evaluate(
         model.name, window, stride, prefix, scores, total.result(), tokens, provenance, stream.cut,
         bootstrap=bootstrap_scores(scores), convention=convention,
         by_position=positions.buckets() if positions is not None else None,
+        calibration=_calibration(confidence, total),
     )  # fmt: skip
+
+
+def _calibration(meter: CalibrationMeter | None, total: NLLMeter) -> CalibrationResult | None:
+    """The meter's result over the bytes of the totals; None when not asked or nothing scored."""
+    if meter is None or meter.tokens == 0:
+        return None
+    return meter.result(total.bytes)
 
 
 def _stop_at_first_non_finite(
