@@ -196,8 +196,8 @@ def _check(
         assert not TEMPERATURES[0] <= best <= TEMPERATURES[-1]
         return
     assert fit.bracket[0] <= best <= fit.bracket[1]
-    assert fit.temperature == pytest.approx(best, rel=2e-3)
-    assert fit.nats_per_token == pytest.approx(least, abs=5e-5)  # the interpolation error
+    assert fit.temperature == pytest.approx(best, rel=3e-3)
+    assert fit.nats_per_token == pytest.approx(least, abs=2e-4)  # the interpolation error
     assert fit.loss_bounds[0] <= least + 1e-6
     assert least <= fit.loss_bounds[1] + 1e-6
     bits_per_byte = fit.nats_per_token * count / num_bytes / math.log(2)  # lm-eval's conversion
@@ -238,7 +238,7 @@ def test_a_bigram_model_scaled_up_is_over_confident_and_down_under(
     assert base.temperature.temperature is not None
     assert result.temperature.temperature is not None
     best = result.temperature.temperature
-    assert best == pytest.approx(scale * base.temperature.temperature, rel=1e-3)
+    assert best == pytest.approx(scale * base.temperature.temperature, rel=3e-3)
     if scale > 1:
         assert result.verdict == "over-confident"
         assert best > 1

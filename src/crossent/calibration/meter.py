@@ -110,7 +110,8 @@ class CalibrationMeter:
         (summed,) = all_sum_floats([flat.tolist()], group)
         start = 0
         for part in self._parts():
-            part.copy_(torch.tensor(summed[start : start + part.numel()]).view_as(part))
+            values = summed[start : start + part.numel()]
+            part.copy_(torch.tensor(values, dtype=torch.float64).view_as(part))
             start += part.numel()
 
     def _parts(self) -> tuple[Tensor, ...]:

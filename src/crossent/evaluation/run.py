@@ -152,20 +152,9 @@ def evaluate(
     """
     window = window if window is not None else min(model.context_length, DEFAULT_WINDOW_CAP)
     check_convention(convention, window, stride)
-    if calibration and convention == "hf-stride":
-        raise ValueError(
-            "calibration does not apply to the hf-stride convention: its totals weigh tokens "
-            "by window, calibration counts each scored token once"
-        )
     stride = stride if stride is not None else window
     check_window(window, stride, context=model.context_length)
-    if batch_size < 1:
-        raise ValueError(f"batch size must be positive, got {batch_size}")
-    if not 1 <= top_k <= model.vocab_size:
-        raise ValueError(f"top_k {top_k} is outside [1, {model.vocab_size}] (the vocabulary)")
-    for name, limit in (("max_tokens", max_tokens), ("max_documents", max_documents)):
-        if limit is not None and limit < 1:
-            raise ValueError(f"{name} must be positive, got {limit}")
+    _check_options(model, convention, batch_size, top_k, max_tokens, max_documents, calibration)
     prefix, prefix_id = prefix_token(model, convention_prefix(convention, model.tokenizer, prefix))
 
     details = per_token or on_token is not None
@@ -247,6 +236,30 @@ def _calibration(meter: CalibrationMeter | None, total: NLLMeter) -> Calibration
     if meter is None or meter.tokens == 0:
         return None
     return meter.result(total.bytes)
+
+
+def _check_options(
+    model: CausalLM,
+    convention: Convention,
+    batch_size: int,
+    top_k: int,
+    max_tokens: int | None,
+    max_documents: int | None,
+    calibration: bool,
+) -> None:
+    """Refuse a batch size, ``top_k`` or limit out of range, and calibration under hf-stride."""
+    if calibration and convention == "hf-stride":
+        raise ValueError(
+            "calibration does not apply to the hf-stride convention: its totals weigh tokens "
+            "by window, calibration counts each scored token once"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch size must be positive, got {batch_size}")
+    if not 1 <= top_k <= model.vocab_size:
+        raise ValueError(f"top_k {top_k} is outside [1, {model.vocab_size}] (the vocabulary)")
+    for name, limit in (("max_tokens", max_tokens), ("max_documents", max_documents)):
+        if limit is not None and limit < 1:
+            raise ValueError(f"{name} must be positive, got {limit}")
 
 
 def _stop_at_first_non_finite(
