@@ -24,7 +24,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "version files extras tolerance lazy failures checksums hardware",
         "kernels",
         "losses nn",
-        "metrics distributed uncertainty",
+        "metrics distributed uncertainty calibration",
         "models",
         "data",
         "evaluation scoring comparison explain training bench sampling",

@@ -15,7 +15,9 @@ needs:
 * **one copy to the host per batch**: the per-window sums are added up on the device and read
   back together.
 
-When asked, the rank and top-k of each scored token are made a chunk of rows at a time.
+When asked, the rank and top-k of each scored token are made a chunk of rows at a time, and
+the calibration sums (:func:`calibration_sums`) are gathered from each chunk of logits while the
+fused pass holds it.
 :func:`compiled_trunk` is the trunk through ``torch.compile`` (``crossent eval --compile``).
 """
 
@@ -28,9 +30,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from crossent.calibration import TEMPERATURES, UNIT, CalibrationMeter
 from crossent.data import Window
 from crossent.data.tokens import ByteTokenizer, show_bytes
-from crossent.kernels import default_chunk_rows
+from crossent.kernels import ChunkLoss, default_chunk_rows
 from crossent.losses.linear import linear_cross_entropy_with_stats
 
 if TYPE_CHECKING:
@@ -57,19 +60,22 @@ def score_batch(
     top_k: int,
     by_position: PositionMeter | None = None,
     trunk: Trunk | None = None,
+    calibration: CalibrationMeter | None = None,
 ) -> tuple[list[tuple[float, int, int, float]], list[list[TokenDetail]]]:
     """Per window of one batch: (summed nats, scored tokens, correct top-1, summed squared
     nats), and with ``top_k`` > 0 the details of each scored token. ``by_position``, given, is
     added each scored token's nats at its position in its window. ``trunk`` replaces
     ``model.hidden_states`` (a compiled one, :func:`compiled_trunk`); it must compute the same.
+    ``calibration``, given, is added each scored token's calibration sums (:func:`calibration_sums`).
 
     Windows of equal length go through the trunk together, so no padding is computed; only the
     scored positions' hidden states go through the head (the module docstring).
     """
     hidden, targets, where = _scored_hidden(model, windows, trunk or model.hidden_states)
     stats = linear_cross_entropy_with_stats(
-        hidden, model.head_weight, targets, model.head_bias, reduction="sum"
-    )
+        hidden, model.head_weight, targets, model.head_bias, reduction="sum",
+        on_chunk=None if calibration is None else _observer(calibration),
+    )  # fmt: skip
     token_loss = stats.token_loss.double()  # (M,): every row is a scored token
     counts = [len(win.targets) - win.score_from for win in windows]
     owner = where.row.to(token_loss.device)
@@ -193,6 +199,65 @@ def ranks_and_top(
         top_ids.append(indices)
         top_probs.append((values - logits.logsumexp(dim=1, keepdim=True)).exp())
     return torch.cat(ranks).cpu(), torch.cat(top_ids).cpu(), torch.cat(top_probs).double().cpu()
+
+
+# Elements of the [rows, temperatures, V] exponentials per block of a chunk: 32 MiB of float32,
+# large enough that the block's few passes, each a parallel region, are not spent in barriers.
+CALIBRATION_BLOCK = 1 << 23
+
+
+def _observer(meter: CalibrationMeter) -> Callable[[torch.Tensor, torch.Tensor, ChunkLoss], None]:
+    def observe(logits: torch.Tensor, target: torch.Tensor, terms: ChunkLoss) -> None:
+        calibration_sums(logits, target, terms.correct, meter)
+
+    return observe
+
+
+def calibration_sums(
+    logits: torch.Tensor, target: torch.Tensor, correct: torch.Tensor, meter: CalibrationMeter
+) -> None:
+    """Add a chunk of scored tokens to ``meter``: confidence, entropy, and at every temperature
+    of :data:`crossent.calibration.TEMPERATURES` the cross-entropy and its derivatives.
+
+    Shapes: ``logits`` (r, V) raw, any float dtype; ``target`` (r,) ids; ``correct`` (r,) bool.
+    With ``s`` the logits minus their row maximum and ``w = exp(beta * s)``, the row sums
+    ``S_j = sum_v w_v s_v ** j`` for ``j = 0, 1, 2`` at every ``beta = 1 / T`` give
+    ``CE = log S_0 - beta s_t``, ``CE' = S_1 / S_0 - s_t`` and ``CE'' = S_2 / S_0 - (S_1 /
+    S_0) ** 2`` (:mod:`crossent.calibration.temperature`); at ``beta = 1`` they also give the
+    confidence ``1 / S_0`` and the entropy ``log S_0 - S_1 / S_0``. The exponentials are made in
+    float32 a block of rows at a time (:data:`CALIBRATION_BLOCK`, one buffer reused), in place,
+    and summed by PyTorch's pairwise sums (a matrix product's float32 accumulation over V terms
+    loses about 1e-5); the sums are then carried in float64.
+    """
+    rows, vocab = logits.shape
+    count = len(TEMPERATURES)
+    betas = torch.tensor([1 / t for t in TEMPERATURES], dtype=torch.float32, device=logits.device)
+    block = max(1, min(rows, CALIBRATION_BLOCK // (count * vocab)))
+    buffer = torch.empty(block, count, vocab, dtype=torch.float32, device=logits.device)
+    for start in range(0, rows, block):
+        z = logits[start : start + block].float()  # (b, V)
+        shifted = (z - z.max(dim=1, keepdim=True).values)[:, None, :]  # (b, 1, V), <= 0
+        at_target = shifted[:, 0].gather(1, target[start : start + block, None]).double()
+        weights = buffer[: z.shape[0]]  # (b, K, V)
+        torch.mul(shifted, betas[None, :, None], out=weights).exp_()
+        total = weights.sum(dim=2).double()  # (b, K)
+        first = weights.mul_(shifted).sum(dim=2).double()
+        second = weights.mul_(shifted).sum(dim=2).double()
+        log_total, mean = total.log(), first / total
+        grid = torch.stack(
+            (
+                log_total - betas.double() * at_target,
+                mean - at_target,
+                (second / total - mean.square()).clamp_min(0.0),
+            ),
+            dim=2,
+        )
+        meter.add(
+            1 / total[:, UNIT],
+            correct[start : start + block],
+            log_total[:, UNIT] - mean[:, UNIT],
+            grid,
+        )
 
 
 class TokenTexts:

@@ -258,3 +258,27 @@ def test_a_frozen_input_gets_no_gradient_and_the_other_the_right_one(frozen: str
     trained = "weight" if frozen == "hidden" else "hidden"
     expected = truth[1].grad if trained == "weight" else truth[0].grad
     torch.testing.assert_close(leaves[trained].grad, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_on_chunk_sees_every_scored_rows_logits_and_changes_nothing() -> None:
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 7, 8, requires_grad=True)
+    weight = torch.randn(11, 8)
+    target = torch.randint(0, 11, (2, 7))
+    target[0, 3] = -100
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    stats = linear_cross_entropy_with_stats(
+        hidden, weight, target, chunk_rows=4,
+        on_chunk=lambda logits, rows, terms: seen.append((logits.clone(), rows.clone())),
+    )  # fmt: skip
+    scored = target.flatten() != -100
+    logits = torch.cat([chunk for chunk, _ in seen])
+    expected = (hidden.detach() @ weight.T).flatten(0, 1)[scored]
+    torch.testing.assert_close(logits, expected)
+    assert torch.equal(torch.cat([rows for _, rows in seen]), target.flatten()[scored])
+    plain = torch.nn.functional.cross_entropy((hidden @ weight.T).flatten(0, 1), target.flatten())
+    torch.testing.assert_close(stats.loss, plain)
+    (grad,) = torch.autograd.grad(stats.loss, hidden)
+    (expected_grad,) = torch.autograd.grad(plain, hidden)
+    torch.testing.assert_close(grad, expected_grad)
+    assert len(seen) == 4  # 13 scored rows, 4 a chunk; backward recomputes without calling it

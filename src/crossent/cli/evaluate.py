@@ -64,6 +64,15 @@ def add_parser(commands: Commands) -> None:
         "then scoring is faster, so it pays on long texts only (docs/benchmarks.md measures "
         "the break-even length); the numbers equal eager's to float32 rounding (default: off)",
     )
+    evaluate.add_argument(
+        "--calibration",
+        action="store_true",
+        help="also measure calibration in the same pass: the expected calibration error of the "
+        "top-1 prediction (15 bins, equal-width and equal-mass), mean confidence against "
+        "accuracy, mean entropy against the loss, and the temperature that minimises the loss "
+        "with the loss and bits per byte there, in the table, the JSON and the report "
+        "(default: off)",
+    )
     add_limit_options(evaluate)
     add_output_options(evaluate)
     evaluate.set_defaults(run=run)
@@ -124,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
                 convention=args.convention,
                 by_position=args.by_position,
                 compile=args.compile,
+                calibration=args.calibration,
             )
         if rank != 0:
             return 0
@@ -134,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
         from crossent.report.positions import format_positions
 
         print(format_positions(result.by_position))
+    if result.calibration is not None:
+        from crossent.report.calibration import format_calibration
+
+        print("\n".join(format_calibration(result.calibration)))
     write_output(args.json, lambda: json.dumps(result.to_dict(), indent=2) + "\n")
     if args.per_token is not None:
         print(f"wrote {args.per_token}")
@@ -146,7 +160,13 @@ def run(args: argparse.Namespace) -> int:
 
 def check_convention_options(args: argparse.Namespace) -> None:
     """Refuse, before a model loads, a window or stride the convention cannot use
-    (:func:`crossent.data.conventions.check_convention`, with the flags named)."""
+    (:func:`crossent.data.conventions.check_convention`, with the flags named), and
+    ``--calibration`` under ``hf-stride``."""
+    if args.convention == "hf-stride" and args.calibration:
+        raise ValueError(
+            "--calibration does not apply to --convention hf-stride: its totals weigh tokens "
+            "by window, calibration counts each scored token once (use lm-eval or llama.cpp)"
+        )
     if args.convention == "hf-stride" and args.window == 1:
         raise ValueError(
             "--window 1 is too small for --convention hf-stride: a window of one token "

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from crossent.calibration import CalibrationResult
 from crossent.data.conventions import Convention, Tally, describe, llama_cpp_uncertainty
 from crossent.data.stream import Prefix
 from crossent.data.tokens import show_bytes
@@ -227,7 +228,9 @@ class EvaluationResult:
     ``totals``' ``*_se`` fields (:mod:`crossent.uncertainty`). ``convention`` is how tokens
     were chosen for scoring (:mod:`crossent.data.conventions`), and :meth:`convention_block`
     says what it did. ``by_position``, when asked for, is the mean loss by context length,
-    in power-of-two buckets (:class:`crossent.scoring.PositionMeter`).
+    in power-of-two buckets (:class:`crossent.scoring.PositionMeter`); ``calibration``, when
+    asked for, how well the model's confidence matched the text and its best temperature
+    (:mod:`crossent.calibration`; None also when no token was scored).
     """
 
     model: str
@@ -242,6 +245,7 @@ class EvaluationResult:
     bootstrap: DocumentBootstrap | None = None
     convention: Convention = "lm-eval"
     by_position: list[PositionBucket] | None = None
+    calibration: CalibrationResult | None = None
 
     @property
     def unscored_bytes(self) -> int:
@@ -308,4 +312,5 @@ class EvaluationResult:
                 if self.by_position is not None
                 else {}
             ),
+            **({"calibration": self.calibration.to_dict()} if self.calibration else {}),
         }

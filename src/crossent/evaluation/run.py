@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from crossent.calibration import CalibrationMeter, CalibrationResult
 from crossent.data import Text, Window
 from crossent.data.conventions import (
     Convention,
@@ -104,6 +105,7 @@ def evaluate(
     convention: Convention = "lm-eval",
     by_position: bool = False,
     compile: bool = False,
+    calibration: bool = False,
 ) -> EvaluationResult:
     """Score every document's tokens by a convention: by default each token once, in rolling
     windows (lm-evaluation-harness's); or llama.cpp's or the Transformers guide's way
@@ -150,23 +152,21 @@ def evaluate(
             ``O(L)`` memory, every scored token once, unweighted).
         compile: run the trunk through ``torch.compile`` (:func:`crossent.scoring.compiled_trunk`):
             faster on long texts once compiled, the same numbers to float32 rounding.
+        calibration: also measure calibration and the best temperature, for
+            :attr:`EvaluationResult.calibration` (:mod:`crossent.calibration`: a fixed number
+            of sums gathered in the same pass, every scored token once; refused under
+            ``"hf-stride"``, whose totals weigh tokens by window).
 
     Raises:
         ValueError: no documents, a window larger than the model's context, a bad stride,
             batch size, ``top_k`` or limit, a document that tokenizes to nothing or cannot be
-            read.
+            read, calibration under ``"hf-stride"``.
     """
     window = window if window is not None else min(model.context_length, DEFAULT_WINDOW_CAP)
     check_convention(convention, window, stride)
     stride = stride if stride is not None else window
     check_window(window, stride, context=model.context_length)
-    if batch_size < 1:
-        raise ValueError(f"batch size must be positive, got {batch_size}")
-    if not 1 <= top_k <= model.vocab_size:
-        raise ValueError(f"top_k {top_k} is outside [1, {model.vocab_size}] (the vocabulary)")
-    for name, limit in (("max_tokens", max_tokens), ("max_documents", max_documents)):
-        if limit is not None and limit < 1:
-            raise ValueError(f"{name} must be positive, got {limit}")
+    _check_options(model, convention, batch_size, top_k, max_tokens, max_documents, calibration)
     prefix, prefix_id = prefix_token(model, convention_prefix(convention, model.tokenizer, prefix))
 
     details = per_token or on_token is not None
@@ -176,6 +176,7 @@ def evaluate(
     )  # fmt: skip
     meters: list[NLLMeter] = []
     positions = PositionMeter(window) if by_position else None
+    confidence = CalibrationMeter() if calibration else None
     tokens: list[TokenScore] = []
     decoded = TokenTexts(model.tokenizer)
     relay = TokenRelay(on_token, stream.names, group) if on_token is not None else None
@@ -188,7 +189,9 @@ def evaluate(
             if mine:
                 indices = [index for index, _ in batch]
                 windows = [win for _, win in batch]
-                sums, rows = score_batch(model, windows, top_k if details else 0, positions, trunk)
+                sums, rows = score_batch(
+                    model, windows, top_k if details else 0, positions, trunk, confidence
+                )
                 for index, win, (nll, count, correct, squared) in zip(
                     indices, windows, sums, strict=True
                 ):
@@ -216,6 +219,8 @@ def evaluate(
     if rank_and_world(group)[1] > 1:
         meters, tokens = _gather(meters, tokens, per_token, group)
         _sum_over_ranks(stream.tallies, positions, group)
+        if confidence is not None:
+            confidence.all_reduce(group)
     scores = _document_scores(stream, meters)
     total = NLLMeter()
     for score in scores:
@@ -235,7 +240,39 @@ def evaluate(
         model.name, window, stride, prefix, scores, total.result(), tokens, provenance, stream.cut,
         bootstrap=bootstrap_scores(scores), convention=convention,
         by_position=positions.buckets() if positions is not None else None,
+        calibration=_calibration(confidence, total),
     )  # fmt: skip
+
+
+def _calibration(meter: CalibrationMeter | None, total: NLLMeter) -> CalibrationResult | None:
+    """The meter's result over the bytes of the totals; None when not asked or nothing scored."""
+    if meter is None or meter.tokens == 0:
+        return None
+    return meter.result(total.bytes)
+
+
+def _check_options(
+    model: CausalLM,
+    convention: Convention,
+    batch_size: int,
+    top_k: int,
+    max_tokens: int | None,
+    max_documents: int | None,
+    calibration: bool,
+) -> None:
+    """Refuse a batch size, ``top_k`` or limit out of range, and calibration under hf-stride."""
+    if calibration and convention == "hf-stride":
+        raise ValueError(
+            "calibration does not apply to the hf-stride convention: its totals weigh tokens "
+            "by window, calibration counts each scored token once"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch size must be positive, got {batch_size}")
+    if not 1 <= top_k <= model.vocab_size:
+        raise ValueError(f"top_k {top_k} is outside [1, {model.vocab_size}] (the vocabulary)")
+    for name, limit in (("max_tokens", max_tokens), ("max_documents", max_documents)):
+        if limit is not None and limit < 1:
+            raise ValueError(f"{name} must be positive, got {limit}")
 
 
 def _stop_at_first_non_finite(

@@ -26,7 +26,7 @@ in the class weighting (there are no class weights here). Each chunk's rows go t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,16 @@ from crossent.losses._lm_head import HeadGrads, chunk_logits, scored_chunks
 from crossent.losses._mean import mean_denominator
 from crossent.losses.cross_entropy import CrossEntropyStats
 
-__all__ = ["default_chunk_rows", "linear_cross_entropy", "linear_cross_entropy_with_stats"]
+__all__ = [
+    "ChunkObserver",
+    "default_chunk_rows",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_stats",
+]
+
+# Called with a chunk's [rows, V] raw logits (to read, not change), its [rows] targets and its
+# loss terms, while the chunk is in memory.
+ChunkObserver = Callable[[Tensor, Tensor, ChunkLoss], None]
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class _Plan:
     options: LossOptions
     chunk_rows: int
     reduction: str
+    on_chunk: ChunkObserver | None = None
 
 
 def linear_cross_entropy(
@@ -129,11 +139,18 @@ def linear_cross_entropy_with_stats(
     z_loss: float = 0.0,
     softcap: float | None = None,
     chunk_rows: int | None = None,
+    on_chunk: ChunkObserver | None = None,
 ) -> CrossEntropyStats:
     """:func:`linear_cross_entropy` plus per-token loss, logsumexp, top-1 correctness and count.
 
     This is how evaluation scores tokens straight from hidden states. The per-token tensors are
     not differentiable; ``loss`` is.
+
+    ``on_chunk``, given, is called once per chunk of scored tokens in the forward pass with the
+    chunk's ``[rows, V]`` raw logits (before any soft-cap; to read, not to change), its
+    ``[rows]`` targets and its :class:`crossent.kernels.ChunkLoss`, so that more statistics of
+    the logits can be gathered without computing them again; the loss then takes the path that
+    recomputes the logits in backward.
     """
     _check_arguments(hidden, weight, target, bias, reduction, label_smoothing, z_loss, softcap)
     vocab_size = weight.shape[0]
@@ -144,6 +161,7 @@ def linear_cross_entropy_with_stats(
         options=LossOptions(ignore_index, float(label_smoothing), float(z_loss), softcap),
         chunk_rows=chunk_rows or default_chunk_rows(vocab_size),
         reduction=reduction,
+        on_chunk=on_chunk,
     )
     leading = hidden.shape[:-1]
     flat_hidden = hidden.reshape(-1, hidden.shape[-1])
@@ -153,7 +171,7 @@ def linear_cross_entropy_with_stats(
     wants_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (hidden, weight, bias)
     )
-    if reduction == "none" or not wants_grad:
+    if reduction == "none" or not wants_grad or on_chunk is not None:
         ce, z_term, lse, correct = _RecomputeFunction.apply(  # type: ignore[no-untyped-call]
             flat_hidden, weight, bias, flat_target, plan
         )
@@ -299,7 +317,9 @@ class _RecomputeFunction(torch.autograd.Function):
         lse = torch.zeros(num_tokens, dtype=dtype, device=hidden.device)
         correct = torch.zeros(num_tokens, dtype=torch.bool, device=hidden.device)
         with torch.no_grad():
-            for index, _, terms, _ in _chunks(hidden, weight, bias, target, plan):
+            for index, _, terms, logits in _chunks(hidden, weight, bias, target, plan):
+                if plan.on_chunk is not None:
+                    plan.on_chunk(logits, target[index], terms)
                 ce[index] = terms.ce.to(dtype)
                 lse[index] = terms.lse.to(dtype)
                 correct[index] = terms.correct

@@ -10,6 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING
 
+from crossent.report.calibration import calibration_table, reliability_svg, temperature_svg
 from crossent.report.heatmap import NO_TOKENS_NOTE, Payload, heatmap_page, score_heatmaps
 from crossent.report.histogram import histogram_bin_count, histogram_svg
 from crossent.report.page import isolated
@@ -36,7 +37,9 @@ def render_evaluation_report(
     (:meth:`crossent.evaluation.EvaluationResult.convention_block`), a table with one row per
     document
     (named by it) and, when there are several, the totals as its footer,
-    a histogram of per-token surprisal in bits, and each document's text as a heatmap in which
+    with ``calibration`` its numbers, reliability diagram and loss against temperature
+    (:mod:`crossent.report.calibration`), a histogram of per-token surprisal in bits, and each
+    document's text as a heatmap in which
     every scored token is a ``<span>`` coloured by its surprisal, with a legend of the colour
     classes and a tooltip per token: its text, probability, surprisal in bits and nats, rank,
     and the model's five most likely tokens with their probabilities.
@@ -83,6 +86,15 @@ def render_evaluation_report(
             "<h2>Loss by position in the window</h2>",
             positions_svg(result.by_position),
             positions_table(result.by_position),
+        ]
+    if result.calibration is not None:
+        parts += [
+            "<h2>Calibration and temperature</h2>",
+            calibration_table(result.calibration),
+            '<div class="figures">',
+            reliability_svg(result.calibration),
+            temperature_svg(result.calibration.temperature),
+            "</div>",
         ]
     if result.tokens:
         bins = histogram_bin_count([result])
