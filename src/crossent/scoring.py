@@ -66,7 +66,7 @@ def score_batch(
     nats), and with ``top_k`` > 0 the details of each scored token. ``by_position``, given, is
     added each scored token's nats at its position in its window. ``trunk`` replaces
     ``model.hidden_states`` (a compiled one, :func:`compiled_trunk`); it must compute the same.
-    ``calibration``, given, is added each scored token's calibration sums (:func:`calibration_sums`).
+    ``calibration``, given, is added each scored token's sums (:func:`calibration_sums`).
 
     Windows of equal length go through the trunk together, so no padding is computed; only the
     scored positions' hidden states go through the head (the module docstring).
