@@ -175,3 +175,45 @@ def test_eval_json_table_and_page_show_the_errors(
     assert rows["\u00b1 bits/byte over documents (bootstrap)"] == [
         f"{boot['bits_per_byte']['standard_error']:.4f}"
     ]
+
+
+def test_eval_bootstrap_resamples_and_seed_from_the_command_line(
+    tiny: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    files, folder, out = tiny["files"], tiny["folder"], tiny["dir"]
+    assert isinstance(files, list)
+    assert isinstance(out, Path)
+    data = [arg for path in files for arg in ("--data", str(path))]
+    base = ["eval", "--model", str(folder), *data, "--no-progress"]
+    assert (
+        main([*base, "--bootstrap", "200", "--bootstrap-seed", "7", "--json", str(out / "b.json")])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    boot = json.loads((out / "b.json").read_text(encoding="utf-8"))["uncertainty"]["documents"]
+    assert (boot["resamples"], boot["seed"]) == (200, 7)
+    nats = tiny["nats"]
+    assert isinstance(nats, list)
+    nll = np.array([own.sum() for own in nats])
+    tokens = np.array([len(own) for own in nats], dtype=np.float64)
+    num_bytes = np.array([len(text.encode()) for text in TEXTS], dtype=np.float64)
+    _, per_byte = _bootstrap_here(nll, tokens, num_bytes, 200, 7)
+    assert boot["bits_per_byte"]["standard_error"] == pytest.approx(per_byte.std(ddof=1), rel=1e-4)
+    assert "200 resamples, seed 7" in printed
+    # 0 leaves the bootstrap out of the JSON and the table
+    assert main([*base, "--bootstrap", "0", "--json", str(out / "none.json")]) == 0
+    assert "bootstrap" not in capsys.readouterr().out
+    record = json.loads((out / "none.json").read_text(encoding="utf-8"))
+    assert record["uncertainty"]["documents"] is None
+
+
+@pytest.mark.parametrize("value", ["1", "-3", "many"])
+def test_eval_refuses_a_bootstrap_it_cannot_draw(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--bootstrap", value])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1
+    assert "--bootstrap" in error[0] and value in error[0]

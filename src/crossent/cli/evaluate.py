@@ -73,9 +73,36 @@ def add_parser(commands: Commands) -> None:
         "with the loss and bits per byte there, in the table, the JSON and the report "
         "(default: off)",
     )
+    evaluate.add_argument(
+        "--bootstrap",
+        type=resample_count,
+        metavar="N",
+        help="resamples of the bootstrap over documents behind the per-document error bars "
+        "(at least 2; 0 leaves the bootstrap out) (default: 1000)",
+    )
+    evaluate.add_argument(
+        "--bootstrap-seed",
+        type=int,
+        metavar="SEED",
+        help="seed of the bootstrap's numpy generator: the same seed and documents give the "
+        "same error bars (default: 0)",
+    )
     add_limit_options(evaluate)
     add_output_options(evaluate)
     evaluate.set_defaults(run=run)
+
+
+def resample_count(text: str) -> int:
+    """An argument type: a bootstrap's resamples, 0 (none) or at least 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value == 1 or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected 0 (no bootstrap) or at least 2 resamples, got {value}"
+        )
+    return value
 
 
 def add_limit_options(parser: Parser) -> None:
@@ -137,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
             )
         if rank != 0:
             return 0
+    result = with_bootstrap(result, args.bootstrap, args.bootstrap_seed)
     print(format_evaluation(result, model_description=model.description))
     for note in [*format_uncertainty(result), *scoring_notes(result)]:
         print(note)
@@ -156,6 +184,28 @@ def run(args: argparse.Namespace) -> int:
         lambda: render_evaluation_report(result, model_description=model.description),
     )
     return 0
+
+
+def with_bootstrap(
+    result: EvaluationResult, resamples: int | None, seed: int | None
+) -> EvaluationResult:
+    """``result`` with its bootstrap over documents drawn ``resamples`` times from ``seed``
+    (:func:`crossent.evaluation.records.bootstrap_scores`), or without one for 0; None keeps
+    the default of each (:data:`crossent.uncertainty.DEFAULT_RESAMPLES`, ``DEFAULT_SEED``), and
+    with both None the bootstrap :func:`crossent.evaluation.evaluate` drew stays."""
+    if resamples is None and seed is None:
+        return result
+    from dataclasses import replace
+
+    from crossent.evaluation.records import bootstrap_scores
+    from crossent.uncertainty import DEFAULT_RESAMPLES, DEFAULT_SEED
+
+    resamples = DEFAULT_RESAMPLES if resamples is None else resamples
+    seed = DEFAULT_SEED if seed is None else seed
+    if resamples == 0:
+        return replace(result, bootstrap=None)
+    drawn = bootstrap_scores(result.documents, resamples=resamples, seed=seed)
+    return replace(result, bootstrap=drawn)
 
 
 def check_convention_options(args: argparse.Namespace) -> None:
