@@ -51,7 +51,7 @@ import torch
 
 from crossent.checksums import CHECKSUMS_FILE, VERIFIED_FILE, write_checksums
 from crossent.data import read_documents
-from crossent.hardware import BF16_CPU_FLAGS, cpu_flags
+from crossent.hardware import BF16_MATMUL_FLAGS, cpu_flags
 from crossent.losses.linear import linear_cross_entropy_with_stats
 from crossent.models import HFCausalLM, gguf, load_model
 from crossent.scoring import compiled_trunk
@@ -207,7 +207,7 @@ def environment() -> str:
         )
     except (OSError, subprocess.CalledProcessError, StopIteration):
         pass
-    flags = sorted(cpu_flags() & (BF16_CPU_FLAGS | {"avx512f", "amx_tile", "avx2"}))
+    flags = sorted(cpu_flags() & (BF16_MATMUL_FLAGS | {"avx512f", "amx_tile", "avx2"}))
     load = " ".join(f"{value:.1f}" for value in os.getloadavg())
     return (
         f"machine: {cpu}, {os.cpu_count()} cores, flags {' '.join(flags) or 'none of note'}; "

@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerFast
 
 from crossent.data import Document
 from crossent.evaluation import evaluate
-from crossent.hardware import BF16_CPU_FLAGS, bf16_matmul_is_fast, cpu_flags
+from crossent.hardware import BF16_MATMUL_FLAGS, bf16_matmul_is_fast, cpu_flags
 from crossent.models import HFCausalLM, load_model
 from crossent.scoring import score_batch
 from tiny_lm import SAMPLE, bpe, save_llama, token_nats
@@ -131,7 +131,7 @@ def test_cpu_flags_are_read_from_cpuinfo_and_match_lscpu() -> None:
     listed = subprocess.run([lscpu], capture_output=True, text=True, check=True).stdout
     (line,) = [row for row in listed.splitlines() if row.startswith("Flags:")]
     flags = set(line.removeprefix("Flags:").split())
-    assert bf16_matmul_is_fast("cpu") == bool(flags & BF16_CPU_FLAGS)
+    assert bf16_matmul_is_fast("cpu") == bool(flags & BF16_MATMUL_FLAGS)
 
 
 def test_dtype_auto_picks_bf16_only_where_fast(
@@ -147,7 +147,7 @@ def test_dtype_auto_picks_bf16_only_where_fast(
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    fast = bool(cpu_flags() & BF16_CPU_FLAGS)
+    fast = bool(cpu_flags() & BF16_MATMUL_FLAGS)
     expected = "bfloat16" if fast else "float32"
     assert f"--dtype auto: {expected} (cpu " in done.stderr
     assert json.loads(out.read_text())["provenance"]["dtype"] == expected

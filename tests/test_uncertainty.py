@@ -216,4 +216,5 @@ def test_eval_refuses_a_bootstrap_it_cannot_draw(
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1
-    assert "--bootstrap" in error[0] and value in error[0]
+    assert "--bootstrap" in error[0]
+    assert value in error[0]

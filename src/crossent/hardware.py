@@ -1,60 +1,77 @@
 """What the machine multiplies fast: whether bfloat16 matrix products beat float32 here.
 
 Many current x86 CPUs multiply bf16 matrices two to three times faster than fp32: Intel's AMX
-(flag ``amx_bf16``, Sapphire Rapids and later) and AVX512-BF16 (``avx512_bf16``, Cooper Lake,
-Sapphire Rapids, AMD Zen 4 and later); PyTorch's oneDNN kernels use them. Other CPUs have no
-bf16 arithmetic: PyTorch emulates it there, slower than fp32. On a GPU, bf16 is fast from
-compute capability 8.0 (Ampere) on.
+tiles (flag ``amx_bf16``, Sapphire Rapids and later) and the AVX-512 BF16 dot products
+(``avx512_bf16``, Cooper Lake, AMD Zen 4 and later); PyTorch's oneDNN kernels use them. Without
+either, PyTorch's CPU bf16 matrix products convert to fp32 and are no faster (often slower) than
+fp32 ones, so bf16 would cost accuracy for nothing. On a GPU, bf16 is fast from compute
+capability 8.0 (Ampere) on.
 
 :func:`bf16_matmul_is_fast` is what ``--dtype auto`` asks: bf16 where it is fast, float32
 elsewhere, so nobody pays bf16's approximate numbers (docs/benchmarks.md) for no speed. The CPU's
 flags are read from ``/proc/cpuinfo`` (Linux); where that file is missing (macOS, Windows) the
-answer is no, as nothing says otherwise.
+answer is no, as nothing says otherwise. This module imports nothing heavy: PyTorch only when a
+CUDA device is asked about.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["BF16_CPU_FLAGS", "bf16_matmul_is_fast", "cpu_flags"]
+__all__ = ["BF16_MATMUL_FLAGS", "bf16_matmul_is_fast", "cpu_flags"]
 
-# The CPU flags (as Linux names them) of instructions that multiply bf16 matrices natively.
-BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
-_CPUINFO = Path("/proc/cpuinfo")
+# The /proc/cpuinfo flags of instructions that multiply bf16 matrices natively.
+BF16_MATMUL_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+CPUINFO = Path("/proc/cpuinfo")
 
 
 def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
-    """The CPU's feature flags, from the ``flags`` lines of ``cpuinfo`` (default: the text of
-    ``/proc/cpuinfo``; empty where it cannot be read)."""
+    """The CPU feature flags of ``/proc/cpuinfo`` (or of its text ``cpuinfo``), empty where it
+    cannot be read (not Linux).
+
+    The flags of the first processor are taken: the cores of one machine share them.
+
+    >>> sorted(cpu_flags("processor : 0\\nflags : fpu avx2 amx_bf16\\n"))
+    ['amx_bf16', 'avx2', 'fpu']
+    """
     if cpuinfo is None:
         try:
-            cpuinfo = _CPUINFO.read_text(encoding="utf-8", errors="replace")
+            cpuinfo = CPUINFO.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return frozenset()
-    flags: set[str] = set()
     for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            flags.update(value.split())
-    return frozenset(flags)
+        name, colon, value = line.partition(":")
+        if colon and name.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
 
 
-def bf16_matmul_is_fast(device: str | None = None) -> bool:
+def bf16_matmul_is_fast(device: str | None = None, cpuinfo: str | None = None) -> bool:
     """Whether bfloat16 matrix products run natively, faster than float32, on ``device``.
 
     Args:
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; None: the device crossent picks by
-            default (CUDA when present, else the CPU).
+        device: ``"cpu"`` (or ``"cpu:0"``...): True when the CPU has one of
+            :data:`BF16_MATMUL_FLAGS`; ``"cuda"`` (``"cuda:1"``...): True when a CUDA device is
+            present and supports bf16 natively (compute capability 8.0 or more); None: the
+            device crossent picks by default (CUDA when present, else the CPU); any other
+            device: False.
+        cpuinfo: the text of ``/proc/cpuinfo`` to read instead of the machine's (for tests).
 
-    Returns:
-        On a CPU: whether it has AMX-BF16 or AVX512-BF16 (:data:`BF16_CPU_FLAGS`). On CUDA:
-        whether the GPU supports bf16 natively (compute capability 8.0 or more).
+    >>> bf16_matmul_is_fast("cpu", cpuinfo="flags : fpu avx2 avx512f")
+    False
+    >>> bf16_matmul_is_fast("cpu", cpuinfo="flags : fpu avx2 avx512f avx512_bf16")
+    True
     """
-    if device is None or device.startswith("cuda"):
+    kind = None if device is None else device.split(":", 1)[0]
+    if kind in (None, "cuda"):
         import torch  # only here: the CPU's answer needs no torch
 
         if torch.cuda.is_available():
             return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-        if device is not None:
+        if kind == "cuda":
             return False
-    return not BF16_CPU_FLAGS.isdisjoint(cpu_flags())
+        kind = "cpu"
+    if kind == "cpu":
+        return not cpu_flags(cpuinfo).isdisjoint(BF16_MATMUL_FLAGS)
+    return False

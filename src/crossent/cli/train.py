@@ -100,7 +100,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     _option(parser, "compile", "torch.compile the model", action="store_true",
             default=None)  # fmt: skip
     _option(
-        parser, "autocast", "bfloat16 autocast: auto (on CUDA), bfloat16 or none",
+        parser, "autocast", "bfloat16 autocast: auto (on CUDA only), bfloat16 (also on a CPU, "
+        "fast where it has AMX or AVX512-BF16) or none",
         choices=["auto", "bfloat16", "none"],
     )  # fmt: skip
 

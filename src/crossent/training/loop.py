@@ -44,9 +44,6 @@ from crossent.data import Document
 from crossent.distributed import default_device, rank_and_world
 from crossent.evaluation import evaluate
 from crossent.failures import NonFiniteLossError, RunError
-from crossent.losses.cross_entropy import cross_entropy
-from crossent.losses.distill import distillation_loss
-from crossent.losses.linear import linear_cross_entropy
 from crossent.training.checkpoints import (
     configuration,
     link_copy,
@@ -59,7 +56,14 @@ from crossent.training.data import TrainingRows, split_text, training_ids, train
 from crossent.training.lock import output_lock
 from crossent.training.log import LossSums, TensorBoardLog
 from crossent.training.model import TrainingModel, build_model, load, module_parameters
-from crossent.training.optimizer import autocast, clip_and_step, make_optimizer, make_schedule
+from crossent.training.objective import cross_entropy_sums, distillation_sums
+from crossent.training.optimizer import (
+    autocast,
+    autocast_dtype,
+    clip_and_step,
+    make_optimizer,
+    make_schedule,
+)
 from crossent.training.records import (
     METRICS_FILE,
     EvalHistory,
@@ -230,6 +234,7 @@ class _Run:
         if config.compile:
             self.forward = torch.compile(self.forward)  # type: ignore[assignment]
         self.autocast = autocast(config, device)
+        self.head_dtype = autocast_dtype(config, device)
         self.tokens_per_step = config.batch_size * config.grad_accum * self.context
         self.share = config.batch_size // self.world  # rows of a micro-batch on each process
         # Whether the loss minimised is something other than the student's cross-entropy.
@@ -243,36 +248,18 @@ class _Run:
     def micro_loss(self, batch: Tensor, normaliser: int) -> tuple[Tensor, Tensor]:
         """The objective's token losses of ``batch`` (rows of T + 1) summed over
         ``normaliser`` tokens, to differentiate, and the student's summed cross-entropy."""
-        model, teacher, config = self.model, self.teacher, self.config
         inputs, targets = batch[:, :-1].to(self.device), batch[:, 1:].to(self.device)  # (b, T)
         with self.autocast:
             hidden = self.forward(inputs)  # (b, T, d)
-            if teacher is None:
-                total = linear_cross_entropy(
-                    hidden, model.head_weight, targets, model.head_bias, reduction="sum",
-                    label_smoothing=config.label_smoothing, z_loss=config.z_loss,
-                )  # fmt: skip
-                plain = total.detach()
-                if self.objective:
-                    with torch.no_grad():
-                        plain = linear_cross_entropy(
-                            hidden, model.head_weight, targets, model.head_bias, reduction="sum"
-                        )
-            else:
-                with torch.no_grad():
-                    teacher_hidden = teacher.hidden_states(inputs)
-                    teacher_logits = nn.functional.linear(
-                        teacher_hidden, teacher.head_weight, teacher.head_bias
-                    )  # (b, T, V)
-                logits = nn.functional.linear(hidden, model.head_weight, model.head_bias)
-                flat = logits.flatten(0, 1).float()  # (b * T, V)
-                total = distillation_loss(
-                    flat, teacher_logits.flatten(0, 1).float(), targets.flatten(),
-                    config.temperature, config.alpha,
-                ) * targets.numel()  # fmt: skip
-                with torch.no_grad():
-                    plain = cross_entropy(flat, targets.flatten(), reduction="sum")
-        return total.float() / normaliser, plain.detach().double()
+            if self.teacher is not None:
+                total, plain = distillation_sums(
+                    self.model, self.teacher, inputs, hidden, targets, self.config
+                )
+        if self.teacher is None:
+            total, plain = cross_entropy_sums(
+                self.model, hidden, targets, self.config, self.head_dtype, self.objective
+            )
+        return total.float() / normaliser, plain
 
     def micro_batch(self, step: int, micro: int) -> Tensor:
         """This process's rows of micro-batch ``micro`` of step ``step`` (0 is the first)."""

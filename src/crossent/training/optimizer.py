@@ -4,8 +4,17 @@
 * The learning rate warms up linearly from 0 over ``warmup_steps``, then decays by a cosine to
   ``min_lr_ratio`` of its peak at ``max_steps`` (``decay_steps`` when set, as in a run extended
   on resume) and stays there.
-* bfloat16 autocast runs on a CUDA device that supports it (``autocast="auto"``), or when asked
-  for; everything else runs in float32.
+* AdamW is PyTorch's fused implementation on CUDA and on the CPU: one pass over each
+  parameter instead of a dozen element-wise operations (on two CPU cores a step of the ``gpt2``
+  preset's 124M parameters took 0.44 s of CPU fused against 1.84 s unfused).
+* bfloat16 autocast (:func:`autocast_dtype`) runs on a CUDA device that supports it
+  (``autocast="auto"``), or when asked for (``"bfloat16"``), on CUDA or the CPU; everything else
+  runs in float32. ``"auto"`` stays float32 on a CPU even where bf16 matrix products are fast
+  (:func:`crossent.hardware.bf16_matmul_is_fast`): bf16 changes the losses of a run (by 5e-4
+  nats after three steps of the tests' tiny model, more as the runs diverge) and would make the
+  default run's numbers depend on the CPU it ran on; ``--autocast bfloat16`` is the choice to make
+  there (its speed against float32: docs/benchmarks.md, "crossent train against a plain
+  PyTorch loop").
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from crossent.training.config import TrainConfig
 
@@ -34,7 +43,7 @@ def make_optimizer(
         ],
         lr=config.lr,
         betas=config.betas,
-        fused=device.type == "cuda",
+        fused=device.type in ("cuda", "cpu"),
     )
 
 
@@ -69,14 +78,38 @@ def lr_factor(config: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
-def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """The autocast context of the forward pass and the loss (see the module docstring)."""
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The dtype the forward pass autocasts to on ``device``, None for float32 throughout (see
+    the module docstring for what ``config.autocast`` chooses)."""
     wanted = config.autocast == "bfloat16" or (
         config.autocast == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
     )
-    if not wanted:
+    return torch.bfloat16 if wanted else None
+
+
+def autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The autocast context of the forward pass (:func:`autocast_dtype`)."""
+    dtype = autocast_dtype(config, device)
+    if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def head_in_autocast_dtype(
+    hidden: Tensor, weight: Tensor, bias: Tensor | None, dtype: torch.dtype | None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The fused loss's inputs under autocast to ``dtype``: the hidden states and the LM head
+    cast to it, as autocast casts the inputs of ``F.linear`` (None: as they are).
+
+    Autocast leaves the final norm's output in float32, and a custom autograd function sees
+    its inputs' dtypes, not autocast's; cast here, the head's three matrix products run in bf16
+    as a plain ``F.linear`` head's do under autocast, with the loss's own float32 softmax and
+    gradient accumulation (:func:`crossent.linear_cross_entropy`). The gradients flow back
+    through the casts into the float32 weights.
+    """
+    if dtype is None:
+        return hidden, weight, bias
+    return hidden.to(dtype), weight.to(dtype), bias.to(dtype) if bias is not None else None
 
 
 def clip_and_step(
