@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "crossent"
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer.split())
     for layer in (
-        "version files extras tolerance lazy failures checksums",
+        "version files extras tolerance lazy failures checksums hardware",
         "kernels",
         "losses nn",
         "metrics distributed uncertainty",

@@ -42,11 +42,18 @@ def row_chunks(num_rows: int, num_classes: int, logits: int | None = None) -> It
         yield slice(start, min(start + rows, num_rows))
 
 
-def default_chunk_rows(vocab_size: int) -> int:
-    """Tokens per chunk of a fused LM head: as many as fit ``HEAD_CHUNK_BYTES`` of fp32 logits.
+def default_chunk_rows(vocab_size: int, itemsize: int = 4) -> int:
+    """Tokens per chunk of a fused LM head: as many as fit ``HEAD_CHUNK_BYTES`` of logits held
+    in a dtype of ``itemsize`` bytes (4 for fp32, 2 for bf16/fp16 logits).
 
+    A chunk's logits are the only large temporary of the head, and every chunk pays one pass over
+    the ``[V, d]`` gradient of the weight (fp32 ``addmm_`` reads and writes it; bf16/fp16 add a
+    rounded product into an fp32 sum), a cost the three matrix products of the floor do not pay.
+    That pass is the same for any chunk, so the rule is the largest chunk the memory budget
+    allows: bf16/fp16 logits take half the bytes, so twice the rows, which halves the passes
+    where they cost the most (the bf16 products run 2-3x faster than fp32, the pass does not).
     The chunk shrinks with the vocabulary down to a single token, whose logits stay below the
     budget for any V up to 16 million, so the vocabulary itself never needs splitting: 256k
-    classes still give 65 tokens a chunk.
+    classes still give 65 fp32 tokens a chunk.
     """
-    return max(1, HEAD_CHUNK_BYTES // (4 * vocab_size))
+    return max(1, HEAD_CHUNK_BYTES // (itemsize * vocab_size))
