@@ -103,12 +103,12 @@ def test_the_chunk_holds_the_budget_of_logits_in_their_dtype(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     budget = chunks.HEAD_CHUNK_BYTES
-    assert budget == 64 << 20
-    # GPT-2 head: 64 MiB of fp32 logits are 333 rows of 50304; bf16 ones take half the bytes.
-    assert default_chunk_rows(50304) == (64 << 20) // (4 * 50304) == 333
-    assert default_chunk_rows(50304, 2) == (64 << 20) // (2 * 50304) == 667
-    assert default_chunk_rows(128256) == 130
-    assert default_chunk_rows(128256, 2) == 261
+    assert budget == 60 << 20
+    # GPT-2 head: 60 MiB of fp32 logits are 312 rows of 50304; bf16 ones take half the bytes.
+    assert default_chunk_rows(50304) == (60 << 20) // (4 * 50304) == 312
+    assert default_chunk_rows(50304, 2) == (60 << 20) // (2 * 50304) == 625
+    assert default_chunk_rows(128256) == 122
+    assert default_chunk_rows(128256, 2) == 245
     assert default_chunk_rows(1 << 25) == 1  # never less than one token
     # The budget is read when a chunk is cut, and the fused loss cuts by its inputs' dtype.
     monkeypatch.setattr(chunks, "HEAD_CHUNK_BYTES", 2 * 4 * 100)

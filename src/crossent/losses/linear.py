@@ -98,7 +98,7 @@ def linear_cross_entropy(
         ignore_index: targets equal to this are not scored and cost no computation.
         reduction: ``"none"`` (``[...]``), ``"sum"`` or ``"mean"`` over the scored tokens.
         label_smoothing, z_loss, softcap: as in :func:`crossent.cross_entropy`.
-        chunk_rows: tokens per chunk; default from V and the dtype (64 MiB of logits,
+        chunk_rows: tokens per chunk; default from V and the dtype (60 MiB of logits,
             :func:`crossent.kernels.default_chunk_rows`).
 
     Returns:
@@ -234,6 +234,8 @@ def _chunks(
         rows = RowUpstream(upstream.ce[index], upstream.z[index]) if upstream else None
         terms = rows_loss(logits, target[index], plan.options, upstream=rows)
         yield index, chunk_hidden, terms, logits
+        # Let this chunk's logits go before the next chunk's exist: one chunk alive, not two.
+        del logits, terms
 
 
 class _GradInForwardFunction(torch.autograd.Function):
@@ -271,6 +273,7 @@ class _GradInForwardFunction(torch.autograd.Function):
             lse[index] = terms.lse.to(dtype)
             correct[index] = terms.correct
             grads.add_chunk(index, chunk_hidden, weight, grad.to(hidden.dtype))
+            del grad, terms  # see _chunks: the next chunk's logits are made without these
 
         loss = token_loss.sum() * scale
         ctx.save_for_backward(
@@ -322,10 +325,11 @@ class _RecomputeFunction(torch.autograd.Function):
         lse = torch.zeros(num_tokens, dtype=dtype, device=hidden.device)
         correct = torch.zeros(num_tokens, dtype=torch.bool, device=hidden.device)
         with torch.no_grad():
-            for index, _, terms, _ in _chunks(hidden, weight, bias, target, plan):
+            for index, _, terms, logits in _chunks(hidden, weight, bias, target, plan):
                 ce[index] = terms.ce.to(dtype)
                 lse[index] = terms.lse.to(dtype)
                 correct[index] = terms.correct
+                del logits, terms  # see _chunks: one chunk alive at a time
         z_term = plan.options.z_loss * lse.square()  # 0 for ignored tokens, whose lse stays 0
         ctx.save_for_backward(hidden, weight, bias, target, lse)
         ctx.plan = plan
@@ -343,4 +347,5 @@ class _RecomputeFunction(torch.autograd.Function):
             hidden, weight, bias, target, ctx.plan, RowUpstream(grad_ce, grad_z)
         ):
             grads.add_chunk(index, chunk_hidden, weight, grad.to(hidden.dtype))
+            del grad
         return (*grads.for_inputs(hidden, weight, bias), None, None)
