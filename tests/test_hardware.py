@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from crossent.hardware import BF16_MATMUL_FLAGS, bf16_matmul_is_fast, cpu_flags
+from crossent.hardware import (
+    BF16_MATMUL_FLAGS,
+    bf16_matmul_is_fast,
+    bf16_matrix_flags,
+    cpu_flags,
+    cpu_model,
+)
 
 SAPPHIRE_RAPIDS = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -58,3 +64,24 @@ def test_other_devices() -> None:
         torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     )
     assert bf16_matmul_is_fast("meta") is False
+
+
+def test_the_model_and_the_bf16_flags_in_order_come_from_cpuinfo() -> None:
+    assert cpu_model(SAPPHIRE_RAPIDS) == "Intel(R) Xeon(R) Platinum 8480+"
+    assert bf16_matrix_flags(SAPPHIRE_RAPIDS) == ("amx_bf16", "avx512_bf16")
+    assert cpu_model(ZEN3) == "AMD EPYC 7763"
+    assert bf16_matrix_flags(ZEN3) == ()
+    assert bf16_matrix_flags(COOPER_LAKE) == ("avx512_bf16",)
+    assert cpu_model("") == "unknown CPU"
+
+
+def test_this_machine_model_against_its_own_cpuinfo() -> None:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo on this system (not Linux)")
+    names = [
+        line.split(":", 1)[1].strip()
+        for line in cpuinfo.read_text().splitlines()
+        if line.startswith("model name")
+    ]
+    assert cpu_model() == (names[0] if names else "unknown CPU")

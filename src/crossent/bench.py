@@ -200,14 +200,44 @@ class BenchRow:
         return IMPLEMENTATIONS[self.implementation].description
 
 
+def _dtypes() -> tuple[str, ...]:
+    """float32, and bfloat16 next to it where this machine multiplies bf16 matrices natively."""
+    from crossent.hardware import bf16_matmul_is_fast
+
+    return ("float32", "bfloat16") if bf16_matmul_is_fast() else ("float32",)
+
+
 def quick_cases() -> list[BenchCase]:
-    """A GPT-2 head on 1024 tokens, 3 timed runs: about a minute on a 2-core CPU."""
-    return [BenchCase(1024, 768, 50304, repeats=3)]
+    """A GPT-2 head on 1024 tokens, 3 timed runs, fp32 (and bf16 where it is fast): about a
+    minute on a 2-core CPU."""
+    return [BenchCase(1024, 768, 50304, dtype, repeats=3) for dtype in _dtypes()]
 
 
 def default_cases() -> list[BenchCase]:
-    """The GPT-2 head (N=8192, d=768, V=50304) and a Llama-3 head scaled to fit a CPU."""
-    return [BenchCase(8192, 768, 50304), BenchCase(4096, 2048, 128256, repeats=2)]
+    """The GPT-2 head (N=8192, d=768, V=50304) and a Llama-3 head scaled to fit a CPU
+    (N=4096, d=2048, V=128256), each in fp32 and, where it is fast, bf16."""
+    return [BenchCase(8192, 768, 50304, dtype) for dtype in _dtypes()] + [
+        BenchCase(4096, 2048, 128256, dtype, repeats=2) for dtype in _dtypes()
+    ]
+
+
+def machine_header() -> str:
+    """What the times depend on, for the lines above the table: the CPU's model, its bf16 matrix
+    instructions (from ``/proc/cpuinfo``), the threads PyTorch uses and the load average."""
+    import os
+
+    from crossent.hardware import bf16_matrix_flags, cpu_model
+
+    flags = bf16_matrix_flags()
+    bf16 = f"yes ({', '.join(flags)})" if flags else "no (bf16 is converted to fp32 on the fly)"
+    try:
+        load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        load = "unknown"
+    return (
+        f"cpu: {cpu_model()}\nbf16 matrix instructions: {bf16}\n"
+        f"threads: {torch.get_num_threads()}\nload average (1, 5, 15 min): {load}"
+    )
 
 
 def make_inputs(case: BenchCase) -> tuple[Tensor, Tensor, Tensor]:

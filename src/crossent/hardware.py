@@ -18,12 +18,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["BF16_MATMUL_FLAGS", "bf16_matmul_is_fast", "cpu_flags"]
+__all__ = [
+    "BF16_MATMUL_FLAGS",
+    "bf16_matmul_is_fast",
+    "bf16_matrix_flags",
+    "cpu_flags",
+    "cpu_model",
+]
 
 # The /proc/cpuinfo flags of instructions that multiply bf16 matrices natively.
 BF16_MATMUL_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
 CPUINFO = Path("/proc/cpuinfo")
+
+
+def _first_field(name: str, cpuinfo: str | None) -> str | None:
+    """The value of the first ``name : value`` line of ``cpuinfo`` (default: the text of
+    ``/proc/cpuinfo``), None when it has none or cannot be read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = CPUINFO.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    for line in cpuinfo.splitlines():
+        key, colon, value = line.partition(":")
+        if colon and key.strip() == name:
+            return value.strip()
+    return None
 
 
 def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
@@ -35,16 +56,19 @@ def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
     >>> sorted(cpu_flags("processor : 0\\nflags : fpu avx2 amx_bf16\\n"))
     ['amx_bf16', 'avx2', 'fpu']
     """
-    if cpuinfo is None:
-        try:
-            cpuinfo = CPUINFO.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return frozenset()
-    for line in cpuinfo.splitlines():
-        name, colon, value = line.partition(":")
-        if colon and name.strip() == "flags":
-            return frozenset(value.split())
-    return frozenset()
+    return frozenset((_first_field("flags", cpuinfo) or "").split())
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name (``model name`` of ``/proc/cpuinfo``, or of its text ``cpuinfo``),
+    or ``"unknown CPU"``."""
+    return _first_field("model name", cpuinfo) or "unknown CPU"
+
+
+def bf16_matrix_flags(cpuinfo: str | None = None) -> tuple[str, ...]:
+    """Which of :data:`BF16_MATMUL_FLAGS` the CPU has, AMX first (empty: none)."""
+    flags = cpu_flags(cpuinfo)
+    return tuple(flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags)
 
 
 def bf16_matmul_is_fast(device: str | None = None, cpuinfo: str | None = None) -> bool:

@@ -41,7 +41,20 @@ def torch_rows(
     ce = torch.empty(num_rows, dtype=dtype, device=logits.device)
     lse = torch.empty_like(ce)
     correct = torch.empty(num_rows, dtype=torch.bool, device=logits.device)
+    fast = (
+        upstream is not None
+        and logits.dtype != torch.float64
+        and not soft
+        and weight is None
+        and not options.label_smoothing
+        and options.softcap is None
+    )
     for block in chunks.row_chunks(num_rows, num_classes, chunks.LOGITS_PER_CACHE_BLOCK):
+        if fast:
+            assert upstream is not None
+            terms = _softmax_grad_(logits[block], target[block], options, upstream, block)
+            ce[block], lse[block], correct[block] = terms.ce, terms.lse, terms.correct
+            continue
         z = capped(logits[block], options, dtype)
         block_target = target[block]
         terms, log_probs = _row_terms(z, block_target, class_weight, options, dtype)
@@ -63,6 +76,41 @@ def torch_rows(
         if not in_place:
             logits[block] = probs
     return ChunkLoss(ce, lse, correct)
+
+
+def _softmax_grad_(
+    logits: Tensor, target: Tensor, options: LossOptions, upstream: RowUpstream, block: slice
+) -> ChunkLoss:
+    """The loss terms of ``[r, V]`` logits (fp32, bf16 or fp16), overwritten by their gradient.
+
+    The training case of a fused head (class targets, no smoothing, soft-cap or class weights)
+    in fewer passes over the block than the general path, which keeps a log-softmax besides the
+    softmax: here one softmax (in place for fp32 on a CPU, so no block-sized temporary; into an
+    fp32 block for bf16/fp16), one scaling pass, and for bf16/fp16 one rounding back. The loss
+    needs no log-softmax: the softmax at the row's maximum is ``1 / sum(exp(z - z_max))``, so
+    ``log_norm = -log p_max`` and ``ce = (z_max - z_y) + log_norm``, the digits near the maximum
+    kept as the log-softmax keeps them.
+    """
+    top_logit, top1 = logits.max(dim=-1)
+    scored = target != options.ignore_index
+    safe = target.masked_fill(~scored, 0)[:, None]
+    top = top_logit.float()
+    gap = torch.where(scored, top - logits.gather(-1, safe).squeeze(-1).float(), 0.0)
+    if logits.dtype == torch.float32 and logits.device.type == "cpu":
+        probs = torch.softmax(logits, dim=-1, out=logits)  # (r, V), row by row: safe in place
+    else:
+        probs = torch.softmax(logits, dim=-1, dtype=torch.float32)  # (r, V)
+    log_norm = -probs.gather(-1, top1[:, None]).squeeze(-1).log()
+    lse = top + log_norm
+    grad_ce = upstream.ce[block].float().where(scored, 0.0)
+    # d(z_loss * lse^2)/dz = 2 * z_loss * lse * softmax(z)
+    grad_softmax = (2 * options.z_loss * lse * upstream.z[block].float()).where(scored, 0.0)
+    row_scale = (grad_ce + grad_softmax)[:, None]
+    at_target = probs.gather(-1, safe) * row_scale - grad_ce[:, None]  # (r, 1)
+    probs.mul_(row_scale).scatter_(-1, safe, at_target)
+    if probs is not logits:
+        logits.copy_(probs)  # one rounding to the logits' dtype
+    return ChunkLoss(torch.where(scored, gap + log_norm, 0.0), lse, (top1 == target) & scored)
 
 
 def probability_target_grad(

@@ -30,19 +30,22 @@ def chunk_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return hidden @ weight.T if bias is None else torch.addmm(bias, hidden, weight.T)
 
 
-@dataclass(frozen=True)
+@dataclass
 class HeadGrads:
     """Gradients of ``hidden`` ``[N, d]``, ``weight`` ``[V, d]`` and ``bias`` ``[V]``, summed
-    chunk by chunk in the compute dtype.
+    chunk by chunk in the compute dtype (fp32 for bf16/fp16 inputs).
 
     ``needs`` says which of the three are wanted (autograd's ``needs_input_grad``): a frozen head
-    or frozen hidden states saves its matrix product.
+    or frozen hidden states saves its matrix product. The first chunk writes ``weight`` (no pass
+    to zero it, none to add to zeros); read it through :meth:`weight_grad`, which zeroes it when
+    no chunk came.
     """
 
     hidden: Tensor
     weight: Tensor
     bias: Tensor
     needs: tuple[bool, bool, bool]
+    weight_written: bool = False
 
     @classmethod
     def zeros(
@@ -50,7 +53,7 @@ class HeadGrads:
     ) -> HeadGrads:
         return cls(
             torch.zeros(hidden.shape, dtype=dtype, device=hidden.device),
-            torch.zeros(weight.shape, dtype=dtype, device=weight.device),
+            torch.empty(weight.shape, dtype=dtype, device=weight.device),
             torch.zeros(weight.shape[0], dtype=dtype, device=weight.device),
             (needs[0], needs[1], needs[2]),
         )
@@ -60,13 +63,35 @@ class HeadGrads:
     ) -> None:
         """Add one chunk's share, from its ``[rows, V]`` logit gradient (``chunk_hidden``'s
         dtype) and its ``[rows, d]`` hidden states, the tokens ``index`` of the batch."""
-        dtype = self.hidden.dtype
+        dtype = self.weight.dtype
         if self.needs[0]:
-            self.hidden[index] = (grad_logits @ weight).to(dtype)
+            self.hidden[index] = (grad_logits @ weight).to(dtype)  # each row written once
         if self.needs[1]:
-            self.weight.addmm_(grad_logits.T.to(dtype), chunk_hidden.to(dtype))
+            first = not self.weight_written
+            if grad_logits.dtype == dtype:
+                if first:
+                    torch.mm(grad_logits.T, chunk_hidden, out=self.weight)  # (V, d)
+                else:
+                    self.weight.addmm_(grad_logits.T, chunk_hidden)
+            else:
+                # bf16/fp16: the product runs at the low-precision rate (it sums over the chunk's
+                # rows in fp32 inside and rounds once); the chunks are summed in fp32, so no
+                # rounding accumulates over the chunks as a low-precision running sum's would.
+                product = grad_logits.T @ chunk_hidden  # (V, d)
+                if first:
+                    self.weight.copy_(product)
+                else:
+                    self.weight.add_(product)
+            self.weight_written = True
         if self.needs[2]:
             self.bias.add_(grad_logits.sum(0, dtype=dtype))
+
+    def weight_grad(self) -> Tensor:
+        """The gradient of ``weight`` summed so far: zeros when no chunk was added."""
+        if not self.weight_written:
+            self.weight.zero_()
+            self.weight_written = True
+        return self.weight
 
     def for_inputs(
         self, hidden: Tensor, weight: Tensor, bias: Tensor | None
@@ -74,6 +99,6 @@ class HeadGrads:
         """The wanted gradients in the inputs' dtypes, None for the others, as backward returns."""
         return (
             self.hidden.to(hidden.dtype) if self.needs[0] else None,
-            self.weight.to(weight.dtype) if self.needs[1] else None,
+            self.weight_grad().to(weight.dtype) if self.needs[1] else None,
             self.bias.to(bias.dtype) if self.needs[2] and bias is not None else None,
         )

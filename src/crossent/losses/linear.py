@@ -14,8 +14,12 @@ loss and gradients a chunk of tokens at a time:
 * With ``reduction="none"`` the upstream gradient differs per token and is unknown in forward, so
   forward keeps only the per-token logsumexp and backward recomputes each chunk's logits: four
   matrix products.
-* fp16/bf16 inputs are multiplied in their dtype and the softmax arithmetic is done in fp32;
-  gradients are accumulated in fp32 and returned in the inputs' dtype.
+* fp16/bf16 inputs are multiplied in their dtype (on a CPU with AMX or AVX512-BF16, 2-3x the
+  fp32 rate) and the softmax arithmetic, the log-sum-exp and the loss are done in fp32. The
+  gradient of ``weight`` is a sum over the chunks: each chunk's product is rounded once to the
+  inputs' dtype and added into an fp32 sum, never summed in bf16 (a bf16 running sum over many
+  chunks loses small contributions). Gradients are returned in the inputs' dtype; the loss (and
+  the per-token losses) in fp32, see :func:`loss_dtype`.
 
 The semantics (label smoothing, z-loss, soft-capping, ignored tokens, the nothing-scored mean of 0)
 are those of :mod:`crossent.losses.cross_entropy`, with the projection's ``weight`` playing no part
@@ -57,6 +61,7 @@ __all__ = [
     "default_chunk_rows",
     "linear_cross_entropy",
     "linear_cross_entropy_with_stats",
+    "loss_dtype",
 ]
 
 # Called with a chunk's [rows, V] raw logits (to read, not change), its [rows] targets and its
@@ -99,10 +104,12 @@ def linear_cross_entropy(
         ignore_index: targets equal to this are not scored and cost no computation.
         reduction: ``"none"`` (``[...]``), ``"sum"`` or ``"mean"`` over the scored tokens.
         label_smoothing, z_loss, softcap: as in :func:`crossent.cross_entropy`.
-        chunk_rows: tokens per chunk; default from V (about 64 MiB of fp32 logits).
+        chunk_rows: tokens per chunk; default from V and the dtype (60 MiB of logits,
+            :func:`crossent.kernels.default_chunk_rows`).
 
     Returns:
-        The loss in nats, in ``hidden``'s dtype.
+        The loss in nats, in ``hidden``'s dtype for fp32/fp64 and in fp32 for bf16/fp16
+        (:func:`loss_dtype`).
 
     Example:
         >>> hidden, head = torch.randn(2, 5, 8), torch.randn(11, 8)
@@ -159,7 +166,7 @@ def linear_cross_entropy_with_stats(
         check_positive("chunk_rows", chunk_rows)
     plan = _Plan(
         options=LossOptions(ignore_index, float(label_smoothing), float(z_loss), softcap),
-        chunk_rows=chunk_rows or default_chunk_rows(vocab_size),
+        chunk_rows=chunk_rows or default_chunk_rows(vocab_size, hidden.element_size()),
         reduction=reduction,
         on_chunk=on_chunk,
     )
@@ -187,8 +194,18 @@ def linear_cross_entropy_with_stats(
             flat_hidden, weight, bias, flat_target, plan
         )
     return CrossEntropyStats.from_rows(
-        loss, token_loss, lse, correct, scored, shape=leading, dtype=hidden.dtype
+        loss, token_loss, lse, correct, scored, shape=leading, dtype=loss_dtype(hidden.dtype)
     )
+
+
+def loss_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the fused loss is returned in for inputs of ``dtype``: fp32 for bf16/fp16.
+
+    A bf16 scalar near 12.8 is rounded to a multiple of 1/16 and carries 2-3 digits; the loss is
+    summed in fp32 inside, so it is handed back unrounded (as transformers reports a half
+    model's loss in fp32). fp32 and fp64 inputs get their own dtype.
+    """
+    return compute_dtype(dtype)
 
 
 def _check_arguments(
@@ -231,6 +248,8 @@ def _chunks(
         rows = RowUpstream(upstream.ce[index], upstream.z[index]) if upstream else None
         terms = rows_loss(logits, target[index], plan.options, upstream=rows)
         yield index, chunk_hidden, terms, logits
+        # Let this chunk's logits go before the next chunk's exist: one chunk alive, not two.
+        del logits, terms
 
 
 class _GradInForwardFunction(torch.autograd.Function):
@@ -268,9 +287,12 @@ class _GradInForwardFunction(torch.autograd.Function):
             lse[index] = terms.lse.to(dtype)
             correct[index] = terms.correct
             grads.add_chunk(index, chunk_hidden, weight, grad.to(hidden.dtype))
+            del grad, terms  # see _chunks: the next chunk's logits are made without these
 
         loss = token_loss.sum() * scale
-        ctx.save_for_backward(grads.hidden, grads.weight, grads.bias if bias is not None else None)
+        ctx.save_for_backward(
+            grads.hidden, grads.weight_grad(), grads.bias if bias is not None else None
+        )
         ctx.input_dtypes = (hidden.dtype, weight.dtype, bias.dtype if bias is not None else None)
         ctx.mark_non_differentiable(token_loss, lse, correct)
         return loss, token_loss, lse, correct
@@ -323,6 +345,7 @@ class _RecomputeFunction(torch.autograd.Function):
                 ce[index] = terms.ce.to(dtype)
                 lse[index] = terms.lse.to(dtype)
                 correct[index] = terms.correct
+                del logits, terms  # see _chunks: one chunk alive at a time
         z_term = plan.options.z_loss * lse.square()  # 0 for ignored tokens, whose lse stays 0
         ctx.save_for_backward(hidden, weight, bias, target, lse)
         ctx.plan = plan
@@ -340,4 +363,5 @@ class _RecomputeFunction(torch.autograd.Function):
             hidden, weight, bias, target, ctx.plan, RowUpstream(grad_ce, grad_z)
         ):
             grads.add_chunk(index, chunk_hidden, weight, grad.to(hidden.dtype))
+            del grad
         return (*grads.for_inputs(hidden, weight, bias), None, None)

@@ -265,17 +265,19 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
 
     Each row shows the repeat count and the minimum, median and maximum of the timed runs;
     ``x torch`` divides the median time (and the peak memory) by the naive PyTorch loss's on the
-    same case. When an implementation's slowest run took more than
-    :data:`crossent.bench.SPREAD_WARNING` times its fastest, one line under the table says so.
+    same case, ``x floor`` the median time by the floor's (the three matrix products alone).
+    When an implementation's slowest run took more than :data:`crossent.bench.SPREAD_WARNING`
+    times its fastest, one line under the table says so.
     The legend names every implementation shown and says what it is.
     """
     from crossent.bench import SPREAD_WARNING  # loaded with the rows
 
     headers = [
-        "case", "impl", "runs", "min s", "median s", "max s", "x torch", "peak MiB", "x torch",
-        "loss", "|err|",
+        "case", "impl", "runs", "min s", "median s", "max s", "x torch", "x floor", "peak MiB",
+        "x torch", "loss", "|err|",
     ]  # fmt: skip
     baseline = {row.case: row for row in rows if row.implementation == "torch"}
+    floor = {row.case: row for row in rows if row.implementation == "floor"}
     lines = []
     for row in rows:
         reference = baseline.get(row.case)
@@ -288,6 +290,7 @@ def format_bench(rows: Sequence[BenchRow]) -> str:
                 f"{row.seconds:.3f}",
                 f"{max(row.times):.3f}",
                 f"{row.seconds / reference.seconds:.2f}" if reference else "-",
+                f"{row.seconds / floor[row.case].seconds:.2f}" if row.case in floor else "-",
                 f"{row.peak_mib:.0f}",
                 f"{row.peak_mib / reference.peak_mib:.3f}"
                 if reference and reference.peak_mib > 0
