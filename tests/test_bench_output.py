@@ -22,14 +22,16 @@ from crossent.bench import (
 from crossent.hardware import bf16_matmul_is_fast
 from crossent.report.table import format_bench
 
-CASE = BenchCase(32, 16, 1000, repeats=3)
+# Large enough that the floor's median, printed to 3 decimals, is not 0.000 on a quiet machine
+# (about 10 ms: three products of 512 x 128 x 16000), small enough for a second of work.
+CASE = BenchCase(512, 128, 16000, repeats=3)
 IMPLS = ["torch", "crossent", "crossent-recompute", "floor"]
 HEADER_FIELDS = ("cpu", "bf16 matrix instructions", "threads", "load average (1, 5, 15 min)")
 
 
 def test_the_command_shows_repeats_spread_and_a_legend() -> None:
-    command = [sys.executable, "-m", "crossent", "bench", "--tokens", "32", "--dim", "16",
-               "--vocab", "1000", "--repeats", "3"]  # fmt: skip
+    command = [sys.executable, "-m", "crossent", "bench", "--tokens", str(CASE.tokens), "--dim",
+               str(CASE.dim), "--vocab", str(CASE.vocab), "--repeats", "3"]  # fmt: skip
     for name in IMPLS:
         command += ["--impl", name]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -42,6 +44,7 @@ def test_the_command_shows_repeats_spread_and_a_legend() -> None:
     rows = [re.split(r"\s{2,}", line) for line in lines if line.startswith(CASE.label)]
     assert [row[1] for row in rows] == IMPLS
     floor_median = float(rows[IMPLS.index("floor")][4])
+    assert floor_median > 0, rows  # else the ratio below cannot be checked: enlarge CASE
     for row in rows:
         assert row[2] == "3"
         fastest, median, slowest = (float(value) for value in row[3:6])
