@@ -139,13 +139,18 @@ def test_meter_squares_merge_and_stay_unknown_when_not_given() -> None:
     assert mean_standard_error(3.0, 9.0, 1) is None  # one token: no spread to measure
 
 
+def _command_inputs(tiny: dict[str, object]) -> tuple[object, Path, list[str]]:
+    """The tiny model's folder, the output folder and the ``--data`` arguments of the texts."""
+    files, out = tiny["files"], tiny["dir"]
+    assert isinstance(files, list)
+    assert isinstance(out, Path)
+    return tiny["folder"], out, [arg for path in files for arg in ("--data", str(path))]
+
+
 def test_eval_json_table_and_page_show_the_errors(
     tiny: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    files, folder, out = tiny["files"], tiny["folder"], tiny["dir"]
-    assert isinstance(files, list)
-    assert isinstance(out, Path)
-    data = [arg for path in files for arg in ("--data", str(path))]
+    folder, out, data = _command_inputs(tiny)
     code = main(
         ["eval", "--model", str(folder), *data, "--json", str(out / "e.json"), "--report",
          str(out / "e.html"), "--no-progress"]
@@ -180,10 +185,7 @@ def test_eval_json_table_and_page_show_the_errors(
 def test_eval_bootstrap_resamples_and_seed_from_the_command_line(
     tiny: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    files, folder, out = tiny["files"], tiny["folder"], tiny["dir"]
-    assert isinstance(files, list)
-    assert isinstance(out, Path)
-    data = [arg for path in files for arg in ("--data", str(path))]
+    folder, out, data = _command_inputs(tiny)
     base = ["eval", "--model", str(folder), *data, "--no-progress"]
     assert (
         main([*base, "--bootstrap", "200", "--bootstrap-seed", "7", "--json", str(out / "b.json")])
