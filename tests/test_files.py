@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from crossent.files import (
     check_outputs,
     readable_folder,
     recover_folder,
+    remove_stale_temporaries,
     staging_folder,
     write_bytes_atomically,
     write_folder_atomically,
@@ -118,3 +122,32 @@ def test_an_output_linked_to_an_input_or_inside_a_folder_read_is_refused(tmp_pat
         check_outputs([str(corpus)], [str(corpus / "results" / "eval.json")])
     check_outputs([str(corpus)], [str(tmp_path / "eval2.json")])  # beside it is fine
     assert book.read_text() == "text"
+
+
+def test_a_write_killed_midway_leaves_a_temporary_that_recovery_removes(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.jsonl"
+    target.write_text("the previous whole file\n", encoding="utf-8")
+    writer = (
+        "import sys, time\n"
+        "from crossent.files import open_atomically\n"
+        "with open_atomically(sys.argv[1]) as file:\n"
+        "    file.write(b'half of a new')\n"
+        "    file.flush()\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", writer, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "writing\n"
+    process.send_signal(signal.SIGKILL)  # no handler, no finally: the temporary stays
+    process.wait(timeout=30)
+    left = [path.name for path in tmp_path.iterdir() if path.name.endswith(".tmp")]
+    assert len(left) == 1
+    assert left[0].startswith(".metrics.jsonl.")
+    keep = tmp_path / ".a-folder.x.tmp"  # a folder, not a temporary file: left alone
+    keep.mkdir()
+    remove_stale_temporaries(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".a-folder.x.tmp", "metrics.jsonl"]
+    assert target.read_text(encoding="utf-8") == "the previous whole file\n"

@@ -158,6 +158,16 @@ def recover_folder(folder: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """Remove the temporaries a process killed inside :func:`open_atomically` left in
+    ``folder`` (``.NAME.*.tmp``: the target ``NAME`` itself was never touched). Only for a
+    folder no other process is writing now (a training run calls it on its own under its lock).
+    """
+    for leftover in folder.glob(".*.tmp"):
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
+
+
 def readable_folder(folder: Path) -> Path:
     """``folder``, or the previous version a killed :func:`replace_folder` left beside it."""
     old = folder.with_name(f".{folder.name}-old")

@@ -24,7 +24,12 @@ from typing import Any
 import torch
 
 from crossent.checksums import verify_checksums, write_checksums
-from crossent.files import readable_folder, recover_folder, write_folder_atomically
+from crossent.files import (
+    readable_folder,
+    recover_folder,
+    remove_stale_temporaries,
+    write_folder_atomically,
+)
 from crossent.training.config import RESUMABLE, TrainConfig
 from crossent.training.model import HiddenStates, TrainingModel
 from crossent.training.records import EvalHistory, EvalRecord, TrainRecord
@@ -229,12 +234,15 @@ def recover_run(out: Path, done: SavedRun) -> None:
 
     ``last/`` and ``best/`` are each replaced as a whole (:func:`crossent.files.recover_folder`
     puts back a previous version that a kill between two renames left aside, and removes
-    staging folders). ``best/`` is written just after ``last/`` when an evaluation is the best
-    so far, so a kill between the two leaves ``best/`` one best behind: it is made again from
-    ``last/`` whenever the saved state says ``last/`` is the best and ``best/`` is not it.
+    staging folders); the temporary of a file killed while written (``metrics.jsonl``, the
+    report) is removed, its file being the previous whole one. ``best/`` is written just after
+    ``last/`` when an evaluation is the best so far, so a kill between the two leaves ``best/``
+    one best behind: it is made again from ``last/`` whenever the saved state says ``last/`` is
+    the best and ``best/`` is not it.
     """
     for name in ("last", "best"):
         recover_folder(out / name)
+    remove_stale_temporaries(out)
     best = EvalHistory(None, done.records).best
     last, kept = out / "last" / STATE_FILE, out / "best" / STATE_FILE
     last_is_best = best is not None and best.step == done.records[-1].step
