@@ -96,16 +96,22 @@ def _bootstrap_here(
     return np.array(per_token), np.array(per_byte)
 
 
-def test_bootstrap_over_documents_against_one_written_here(tiny: dict[str, object]) -> None:
-    result = _evaluate(tiny)
-    boot = result.bootstrap
-    assert boot is not None
-    assert (boot.documents, boot.resamples, boot.seed) == (len(TEXTS), 1000, 0)
+def _document_sums(tiny: dict[str, object]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each text's summed nats (from the float64 oracle), tokens and bytes."""
     nats = tiny["nats"]
     assert isinstance(nats, list)
     nll = np.array([own.sum() for own in nats])
     tokens = np.array([len(own) for own in nats], dtype=np.float64)
     num_bytes = np.array([len(text.encode()) for text in TEXTS], dtype=np.float64)
+    return nll, tokens, num_bytes
+
+
+def test_bootstrap_over_documents_against_one_written_here(tiny: dict[str, object]) -> None:
+    result = _evaluate(tiny)
+    boot = result.bootstrap
+    assert boot is not None
+    assert (boot.documents, boot.resamples, boot.seed) == (len(TEXTS), 1000, 0)
+    nll, tokens, num_bytes = _document_sums(tiny)
     per_token, per_byte = _bootstrap_here(nll, tokens, num_bytes, 1000, 0)
     assert boot.nats_per_token.standard_error == pytest.approx(per_token.std(ddof=1), rel=1e-4)
     assert boot.bits_per_byte is not None
@@ -194,11 +200,7 @@ def test_eval_bootstrap_resamples_and_seed_from_the_command_line(
     printed = capsys.readouterr().out
     boot = json.loads((out / "b.json").read_text(encoding="utf-8"))["uncertainty"]["documents"]
     assert (boot["resamples"], boot["seed"]) == (200, 7)
-    nats = tiny["nats"]
-    assert isinstance(nats, list)
-    nll = np.array([own.sum() for own in nats])
-    tokens = np.array([len(own) for own in nats], dtype=np.float64)
-    num_bytes = np.array([len(text.encode()) for text in TEXTS], dtype=np.float64)
+    nll, tokens, num_bytes = _document_sums(tiny)
     _, per_byte = _bootstrap_here(nll, tokens, num_bytes, 200, 7)
     assert boot["bits_per_byte"]["standard_error"] == pytest.approx(per_byte.std(ddof=1), rel=1e-4)
     assert "200 resamples, seed 7" in printed
