@@ -36,7 +36,7 @@ from crossent.calibration.bins import (
 )
 from crossent.calibration.temperature import TEMPERATURES, TemperatureFit, fit_temperature
 from crossent.distributed import all_sum_floats
-from crossent.metrics import LN2, bits_per_byte
+from crossent.metrics import bits_per_byte, nats_to_bits
 from crossent.uncertainty import mean_standard_error
 
 if TYPE_CHECKING:
@@ -226,7 +226,7 @@ class CalibrationResult:
                 "outside_grid": fit.outside,
                 "bracket": _finite(fit.bracket),
                 "nats_per_token": fit.nats_per_token,
-                "bits_per_token": fit.nats_per_token / LN2,
+                "bits_per_token": nats_to_bits(fit.nats_per_token),
                 "bits_per_byte": self.bits_per_byte(fit.nats_per_token),
                 "nats_per_token_bounds": _finite(fit.loss_bounds),
                 "grid": "13 temperatures 2 ** (k / 2), k = -6 .. 6, Hermite-interpolated",
