@@ -58,7 +58,7 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
@@ -207,14 +207,22 @@ def _row(dtype: str, mode: str, variant: str, result: Any, base: Any) -> None:
 def _search(args: argparse.Namespace, variants: list[str]) -> None:
     print(
         f"largest batch under {args.budget_gb} GiB, {args.search_dtype}, sequence "
-        f"{args.search_seq}, {args.warmup} warm-up + 1 step each (batch: timed peak GiB)"
+        f"{args.search_seq}, {args.warmup} warm-up + 1 step each "
+        "(batch: timed peak GiB (step-added GiB))"
     )
     print("| checkpointing | variant | largest batch | tried |")
     print("|---|---|---|---|")
     for mode in args.search_checkpointing.split(","):
-        found = _map(args.jobs, partial(_largest_batch, args, mode=mode), variants)
-        for variant, (best, seen) in zip(variants, found, strict=True):
-            print(f"| {mode} | {NAMES[variant]} | {best} | {', '.join(seen)} |", flush=True)
+        search = partial(_largest_batch, args, mode=mode)
+        # Each variant's row as soon as its search ends: a search can take many minutes.
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            futures = {pool.submit(search, variant): variant for variant in variants}
+            for future in as_completed(futures):
+                best, seen = future.result()
+                print(
+                    f"| {mode} | {NAMES[futures[future]]} | {best} | {', '.join(seen)} |",
+                    flush=True,
+                )
 
 
 def _largest_batch(args: argparse.Namespace, variant: str, mode: str) -> tuple[int, list[str]]:
@@ -226,7 +234,8 @@ def _largest_batch(args: argparse.Namespace, variant: str, mode: str) -> tuple[i
         if failed or result["peak"] > args.budget_gb * 2**30:
             seen.append(f"{batch}: " + ("failed" if failed else _gb(result["peak"])))
             break
-        seen.append(f"{batch}: {_gb(result['peak'])}")
+        seen.append(f"{batch}: {_gb(result['peak'])} ({_gb(result['step_peak'])})")
+        print(f"  {variant}, batch {seen[-1]} GiB", file=sys.stderr, flush=True)
         best, batch = batch, batch * 2
     return best, seen
 
@@ -241,7 +250,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seq", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="or none: search only")
     parser.add_argument("--checkpointing", default="off,on", help="off, on or off,on")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--steps", type=int, default=2)
@@ -273,8 +282,9 @@ def main() -> None:
         flush=True,
     )
     start = time.perf_counter()
-    _table(args, variants)
-    print(f"load average {os.getloadavg()}, {time.perf_counter() - start:.0f} s", flush=True)
+    if args.dtypes != "none":
+        _table(args, variants)
+        print(f"load average {os.getloadavg()}, {time.perf_counter() - start:.0f} s", flush=True)
     if args.search_checkpointing != "none":
         _search(args, variants)
     print(f"load average after {os.getloadavg()}, {time.perf_counter() - start:.0f} s")

@@ -29,6 +29,7 @@ from crossent.training import train
 from crossent.training.checkpoints import saved_run
 from crossent.training.config import check_new_output
 from crossent.training.lock import LOCK_FILE
+from crossent.training.records import read_metrics
 from training.tiny_runs import cli_flags, tiny_config, wait_for_evaluations, write_text
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -243,3 +244,32 @@ def test_sigkill_at_any_point_then_resume_equals_an_uninterrupted_run(tmp_path: 
         assert ours == (tmp_path / "straight" / name / "model.safetensors").read_bytes(), name
     leftovers = sorted(path.name for path in run.iterdir() if path.name.startswith("."))
     assert leftovers == [LOCK_FILE]
+
+
+def test_a_torn_metrics_file_is_rebuilt_from_the_checkpoint_on_resume(tmp_path: Path) -> None:
+    """``--resume`` never reads ``metrics.jsonl``: the checkpoint's training state holds every
+    record, and the file is rewritten whole from them, so a file torn mid-line by a crash of
+    the disk (or of whatever else wrote to it) costs nothing."""
+    text = write_text(tmp_path)
+    flags = [*cli_flags(text), "--max-steps", "6", "--eval-every", "1"]
+    straight = _crossent("train", *flags, "--out", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr
+
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crossent", "train", *flags, "--out", str(run)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    wait_for_evaluations(run / "metrics.jsonl", process, 2)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    whole = (run / "metrics.jsonl").read_bytes()
+    cut = whole.rfind(b"\n", 0, len(whole) - 1) + 1 + 7  # seven bytes into the last line
+    (run / "metrics.jsonl").write_bytes(whole[:cut] + b'\x00{"kind": "ev')
+    with pytest.raises(ValueError, match=r"metrics\.jsonl, line \d+: a metrics line is not valid"):
+        read_metrics(run / "metrics.jsonl")  # what the torn file is to anyone who reads it
+
+    resumed = _crossent("train", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr
+    assert _records(run) == _records(tmp_path / "straight")

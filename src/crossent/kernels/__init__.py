@@ -4,6 +4,8 @@
   :class:`ChunkLoss` out, and the compute dtype;
 * :mod:`~crossent.kernels.chunks`: how many rows a chunk holds (its budgets are read there);
 * :mod:`~crossent.kernels.torch_rows`: the PyTorch arithmetic, every case, on every device;
+* :mod:`~crossent.kernels.compiled`: the common rows and the low-precision gradient sum in loops
+  that ``torch.compile`` fuses on a CPU;
 * :mod:`~crossent.kernels.triton_rows` (and its kernel, ``_row_kernel``): the Triton kernel for
   unweighted class-index targets;
 * :mod:`~crossent.kernels.dispatch`: :func:`rows_loss`, the one dispatcher every loss calls.
@@ -12,6 +14,7 @@ This package imports nothing of crossent outside it.
 """
 
 from crossent.kernels.chunks import default_chunk_rows, row_chunks
+from crossent.kernels.compiled import add_into_, scaled_to
 from crossent.kernels.dispatch import rows_loss, use_triton
 from crossent.kernels.options import ChunkLoss, LossOptions, RowUpstream, compute_dtype
 from crossent.kernels.torch_rows import probability_target_grad
@@ -21,11 +24,13 @@ __all__ = [
     "ChunkLoss",
     "LossOptions",
     "RowUpstream",
+    "add_into_",
     "compute_dtype",
     "default_chunk_rows",
     "probability_target_grad",
     "row_chunks",
     "rows_loss",
+    "scaled_to",
     "triton_available",
     "use_triton",
 ]

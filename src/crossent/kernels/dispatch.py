@@ -2,9 +2,11 @@
 
 Every loss that reduces logits row by row calls :func:`rows_loss` for each chunk; none of them
 picks a backend itself. The Triton kernel (:mod:`crossent.kernels.triton_rows`) runs on CUDA when
-Triton is installed; the PyTorch arithmetic (:mod:`crossent.kernels.torch_rows`) runs everywhere
-else and for what the kernel does not cover, class weights and probability targets. Both give the
-same numbers up to rounding.
+Triton is installed. On a CPU, large chunks of the common case (class targets, no weights,
+smoothing or soft-cap) take the loops ``torch.compile`` fuses (:mod:`crossent.kernels.compiled`).
+The PyTorch arithmetic (:mod:`crossent.kernels.torch_rows`) runs everywhere
+else, for what the others do not cover, and for rows that are not finite. All give the same
+numbers up to rounding.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import torch
 from torch import Tensor
 
+from crossent.kernels.compiled import compiled_rows, use_compiled
 from crossent.kernels.options import ChunkLoss, LossOptions, RowUpstream
 from crossent.kernels.torch_rows import torch_rows
 from crossent.kernels.triton_rows import triton_available, triton_rows
@@ -62,6 +65,11 @@ def rows_loss(
         The rows' cross-entropy (z-loss excluded), logsumexp and top-1 correctness, in the
         compute dtype on the PyTorch path and fp32 from the Triton kernel.
     """
-    if use_triton(logits, weight is not None, torch.is_floating_point(target)):
+    weighted, soft = weight is not None, torch.is_floating_point(target)
+    if use_triton(logits, weighted, soft):
         return triton_rows(logits, target, options, upstream)
+    if use_compiled(logits, options, weighted, soft):
+        terms = compiled_rows(logits, target, options, upstream)
+        if terms is not None:  # None: a non-finite row, left to the eager path's policies
+            return terms
     return torch_rows(logits, target, options, weight, upstream)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from crossent.kernels import add_into_, scaled_to
+
 
 def scored_chunks(target: Tensor, ignore_index: int, chunk_rows: int) -> Iterator[Tensor]:
     """Indices ``[<= chunk_rows]`` of the tokens whose target is scored, a chunk at a time.
@@ -25,9 +27,40 @@ def scored_chunks(target: Tensor, ignore_index: int, chunk_rows: int) -> Iterato
         yield rows[start : start + chunk_rows]
 
 
-def chunk_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """The raw ``[rows, V]`` logits of a chunk of ``[rows, d]`` hidden states, in their dtype."""
-    return hidden @ weight.T if bias is None else torch.addmm(bias, hidden, weight.T)
+def chunk_logits(
+    hidden: Tensor, weight: Tensor, bias: Tensor | None, out: Tensor | None = None
+) -> Tensor:
+    """The raw ``[rows, V]`` logits of a chunk of ``[rows, d]`` hidden states, in their dtype;
+    written into ``out`` (``[rows, V]``, contiguous) when given."""
+    if out is None:
+        return hidden @ weight.T if bias is None else torch.addmm(bias, hidden, weight.T)
+    if bias is None:
+        return torch.mm(hidden, weight.T, out=out)
+    return torch.addmm(bias, hidden, weight.T, out=out)
+
+
+class ChunkBuffer:
+    """One ``[rows, V]`` buffer that every chunk's logits of a walk are written into.
+
+    A fresh tensor per chunk costs its page faults each time: measured on the Xeon of
+    docs/benchmarks.md, 25 ms for a 60 MiB chunk against 130 ms for its bf16 matrix product. The
+    first chunk (the largest) is made as usual and kept; the later ones are written into its
+    leading rows. Under autocast nothing is kept: an ``out=`` product would skip autocast's cast.
+    """
+
+    def __init__(self) -> None:
+        self.buffer: Tensor | None = None
+
+    def logits(self, hidden: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """:func:`chunk_logits` of this chunk, in the kept buffer once there is one."""
+        rows = hidden.shape[0]
+        buffer = self.buffer
+        if buffer is not None and buffer.shape[0] >= rows and buffer.dtype == hidden.dtype:
+            return chunk_logits(hidden, weight, bias, out=buffer[:rows])
+        logits = chunk_logits(hidden, weight, bias)
+        if not torch.is_autocast_enabled(logits.device.type):
+            self.buffer = logits
+        return logits
 
 
 @dataclass
@@ -46,6 +79,10 @@ class HeadGrads:
     bias: Tensor
     needs: tuple[bool, bool, bool]
     weight_written: bool = False
+    # bf16/fp16: the last chunk's [V, d] product, its pages already touched, so the rounded sum
+    # can be written there instead of into a fresh tensor (whose page faults cost as much as
+    # the rounding itself).
+    spare: Tensor | None = None
 
     @classmethod
     def zeros(
@@ -77,11 +114,17 @@ class HeadGrads:
                 # bf16/fp16: the product runs at the low-precision rate (it sums over the chunk's
                 # rows in fp32 inside and rounds once); the chunks are summed in fp32, so no
                 # rounding accumulates over the chunks as a low-precision running sum's would.
-                product = grad_logits.T @ chunk_hidden  # (V, d)
+                # The previous chunk's product buffer, reused: no page faults for a fresh one.
+                spare = self.spare
+                if spare is not None and spare.dtype == grad_logits.dtype:
+                    product = torch.mm(grad_logits.T, chunk_hidden, out=spare)  # (V, d)
+                else:
+                    product = grad_logits.T @ chunk_hidden
                 if first:
                     self.weight.copy_(product)
                 else:
-                    self.weight.add_(product)
+                    add_into_(self.weight, product)
+                self.spare = product
             self.weight_written = True
         if self.needs[2]:
             self.bias.add_(grad_logits.sum(0, dtype=dtype))
@@ -93,12 +136,20 @@ class HeadGrads:
             self.weight_written = True
         return self.weight
 
+    def weight_for(self, dtype: torch.dtype, scale: Tensor | None = None) -> Tensor:
+        """The gradient of ``weight`` times ``scale`` (a 0-d tensor, None for 1) in ``dtype``,
+        rounded once; for bf16/fp16 written over :attr:`spare` when there is one."""
+        total = self.weight_grad()
+        spare = self.spare if self.spare is not None and self.spare.dtype == dtype else None
+        self.spare = None
+        return scaled_to(total, scale, dtype, out=spare)
+
     def for_inputs(
         self, hidden: Tensor, weight: Tensor, bias: Tensor | None
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """The wanted gradients in the inputs' dtypes, None for the others, as backward returns."""
         return (
             self.hidden.to(hidden.dtype) if self.needs[0] else None,
-            self.weight_grad().to(weight.dtype) if self.needs[1] else None,
+            self.weight_for(weight.dtype) if self.needs[1] else None,
             self.bias.to(bias.dtype) if self.needs[2] and bias is not None else None,
         )

@@ -44,6 +44,7 @@ from crossent.kernels import (
     compute_dtype,
     default_chunk_rows,
     rows_loss,
+    scaled_to,
 )
 from crossent.losses._checks import (
     Reduction,
@@ -52,7 +53,7 @@ from crossent.losses._checks import (
     check_loss_options,
     check_positive,
 )
-from crossent.losses._lm_head import HeadGrads, chunk_logits, scored_chunks
+from crossent.losses._lm_head import ChunkBuffer, HeadGrads, scored_chunks
 from crossent.losses._mean import mean_denominator
 from crossent.losses.cross_entropy import CrossEntropyStats
 
@@ -242,13 +243,14 @@ def _chunks(
     their loss terms. Given ``upstream``, the ``[N]`` gradients of every token's cross-entropy
     and z-loss term, the chunk's ``logits`` have been overwritten by their gradient.
     """
+    buffer = ChunkBuffer()
     for index in scored_chunks(target, plan.options.ignore_index, plan.chunk_rows):
         chunk_hidden = hidden[index]
-        logits = chunk_logits(chunk_hidden, weight, bias)
+        logits = buffer.logits(chunk_hidden, weight, bias)
         rows = RowUpstream(upstream.ce[index], upstream.z[index]) if upstream else None
         terms = rows_loss(logits, target[index], plan.options, upstream=rows)
         yield index, chunk_hidden, terms, logits
-        # Let this chunk's logits go before the next chunk's exist: one chunk alive, not two.
+        # The next chunk's logits are written over this chunk's (ChunkBuffer): one alive.
         del logits, terms
 
 
@@ -293,6 +295,7 @@ class _GradInForwardFunction(torch.autograd.Function):
         ctx.save_for_backward(
             grads.hidden, grads.weight_grad(), grads.bias if bias is not None else None
         )
+        ctx.grads = grads  # its spare buffer, for the rounding of grad_weight in backward
         ctx.input_dtypes = (hidden.dtype, weight.dtype, bias.dtype if bias is not None else None)
         ctx.mark_non_differentiable(token_loss, lse, correct)
         return loss, token_loss, lse, correct
@@ -302,19 +305,21 @@ class _GradInForwardFunction(torch.autograd.Function):
     def backward(
         ctx: Any, grad_loss: Tensor, *_unused: Tensor
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
-        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+        grad_hidden, _, grad_bias = ctx.saved_tensors  # grad_weight: through ctx.grads
         hidden_dtype, weight_dtype, bias_dtype = ctx.input_dtypes
         needs = ctx.needs_input_grad
 
         def scaled(grad: Tensor, dtype: torch.dtype) -> Tensor:
             # The usual upstream gradient is exactly 1: hand over the stored gradient, no copy.
-            if bool(grad_loss == 1):
-                return grad.to(dtype)
-            return (grad * grad_loss.to(grad.dtype)).to(dtype)
+            # Otherwise scaled and, for bf16/fp16, rounded in one pass from the fp32 sum.
+            return scaled_to(grad, None if bool(grad_loss == 1) else grad_loss, dtype)
 
+        grads: HeadGrads = ctx.grads
+        del ctx.grads  # the graph may outlive this call; its gradients must not
+        upstream = None if bool(grad_loss == 1) else grad_loss
         return (
             scaled(grad_hidden, hidden_dtype) if needs[0] else None,
-            scaled(grad_weight, weight_dtype) if needs[1] else None,
+            grads.weight_for(weight_dtype, upstream) if needs[1] else None,
             scaled(grad_bias, bias_dtype) if needs[2] and grad_bias is not None else None,
             None,
             None,
