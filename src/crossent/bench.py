@@ -127,12 +127,14 @@ IMPLEMENTATIONS = {
             _crossent,
             "crossent.linear_cross_entropy, gradients computed during the forward pass (its "
             "path for a scalar loss)",
+            compiled=True,  # its CPU loops compile once enough work is done
         ),
         Implementation(
             "crossent-recompute",
             _crossent_recompute,
             'crossent.linear_cross_entropy(reduction="none").mean(), logits recomputed in '
             "backward (its path for per-token losses)",
+            compiled=True,
         ),
         Implementation(
             "floor",

@@ -58,9 +58,12 @@ class ChunkBuffer:
         if buffer is not None and buffer.shape[0] >= rows and buffer.dtype == hidden.dtype:
             return chunk_logits(hidden, weight, bias, out=buffer[:rows])
         logits = chunk_logits(hidden, weight, bias)
-        if not torch.is_autocast_enabled(logits.device.type):
-            self.buffer = logits
-        return logits
+        if torch.is_autocast_enabled(logits.device.type):
+            return logits
+        self.buffer = logits
+        # A view like every later chunk's, so that a compiled loop sees one kind of tensor
+        # (torch.compile guards on whether its input is a view, and compiles again if not).
+        return logits[:rows]
 
 
 @dataclass
