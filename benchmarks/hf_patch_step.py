@@ -60,7 +60,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from functools import partial
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +246,14 @@ def _map(jobs: int, function: Any, items: list[str]) -> list[Any]:
         return list(pool.map(function, items))
 
 
+def _installed(package: str) -> str | None:
+    """``package``'s installed version, or None."""
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seq", type=int, default=2048)
@@ -275,9 +283,12 @@ def main() -> None:
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         parser.error(f"--variants: unknown {', '.join(unknown)} (choose from {VARIANTS})")
+    cce = _installed("cut-cross-entropy")
+    if "cce" in variants and cce is None:
+        parser.error("--variants cce: cut-cross-entropy is not installed (crossent[compare])")
     print(
         f"torch {torch.__version__}, transformers {version('transformers')}, "
-        f"cut-cross-entropy {version('cut-cross-entropy')}, threads {torch.get_num_threads()}, "
+        f"cut-cross-entropy {cce or 'not installed'}, threads {torch.get_num_threads()}, "
         f"load average {os.getloadavg()}",
         flush=True,
     )

@@ -88,7 +88,8 @@ def _crossent(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def inputs(tmp_path: Path) -> Path:
-    """A text, a file that is not UTF-8, JSON Lines, a folder of empty files, a training run."""
+    """A text and a link to it, a file that is not UTF-8, JSON Lines, a folder of empty files, a
+    training run."""
     (tmp_path / "notes.txt").write_text("Some notes.\n", encoding="utf-8")
     (tmp_path / "bad.txt").write_bytes(b"ok\xff")
     (tmp_path / "lines.jsonl").write_text('{"text": "hi"}\n', encoding="utf-8")
@@ -99,6 +100,7 @@ def inputs(tmp_path: Path) -> Path:
     (tmp_path / "empties").mkdir()
     (tmp_path / "empties" / "a.txt").write_bytes(b"")
     (tmp_path / "empties" / "b.txt").write_bytes(b"")
+    (tmp_path / "link.json").symlink_to(tmp_path / "notes.txt")
     for checkpoint in ("best", "last"):  # the layout crossent.training.checkpoints writes
         (tmp_path / "run" / checkpoint).mkdir(parents=True)
         (tmp_path / "run" / checkpoint / "crossent_gpt.json").write_text("{}")
@@ -130,6 +132,11 @@ def inputs(tmp_path: Path) -> Path:
          "directory {tmp}/empties has no text to read: every file in it is empty (a.txt, b.txt)"),
         (("--data", "{tmp}/notes.txt", "--json", "{tmp}/notes.txt/out.json"),
          "output {tmp}/notes.txt/out.json: {tmp}/notes.txt is a file, not a folder"),
+        (("--data", "{tmp}/notes.txt", "--json", "{tmp}/link.json"),
+         "output {tmp}/link.json is also input {tmp}/notes.txt; it would be overwritten"),
+        (("--data", "{tmp}/texts", "--report", "{tmp}/texts/report.html"),
+         "output {tmp}/texts/report.html is inside input {tmp}/texts, which is read as text; "
+         "write it elsewhere"),
         (("--data", "{tmp}/notes.txt", "--model", "{tmp}/run"),
          "'{tmp}/run' is a training run folder, not a model: load its checkpoint {tmp}/run/best "
          "or {tmp}/run/last"),
@@ -143,6 +150,7 @@ def test_bad_input_is_one_line_naming_the_flag(
     assert done.stderr.splitlines() == [f"crossent: error: {complaint.format(tmp=inputs)}"]
     assert "errors=" not in done.stderr
     assert "field=" not in done.stderr
+    assert (inputs / "notes.txt").read_text(encoding="utf-8") == "Some notes.\n"  # never written
 
 
 def test_explain_creates_the_folders_of_its_outputs(tmp_path: Path) -> None:

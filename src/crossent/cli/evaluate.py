@@ -60,9 +60,10 @@ def add_parser(commands: Commands) -> None:
     evaluate.add_argument(
         "--compile",
         action="store_true",
-        help="run the model's trunk through torch.compile: compiling takes a minute or more, "
-        "then scoring is faster, so it pays on long texts only (docs/benchmarks.md measures "
-        "the break-even length); the numbers equal eager's to float32 rounding (default: off)",
+        help="run the model's trunk through torch.compile: compiling takes half a minute or "
+        "more, and whether scoring is faster after it depends on the CPU (1.38x on one Xeon, "
+        "slower on an AMD EPYC: docs/benchmarks.md), so measure it on long texts of yours; the "
+        "numbers equal eager's to float32 rounding (default: off)",
     )
     evaluate.add_argument(
         "--calibration",
