@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from crossent.failures import exit_code_of, signal_received, terminate_as_interrupt
+
 SIGNALS = [(signal.SIGTERM, 143), (signal.SIGINT, 130)]
 
 
@@ -65,3 +67,22 @@ def test_a_signal_during_compare_leaves_no_output_and_no_temporary(
         str(outputs / "compare.json"), "--report", str(outputs / "compare.html"),
     ]  # fmt: skip
     _interrupt(command, outputs, sent, code)
+
+
+@pytest.mark.parametrize(("sent", "kind"), [(signal.SIGINT, "KeyboardInterrupt"),
+                                            (signal.SIGTERM, "Terminated")])  # fmt: skip
+def test_a_signal_that_code_swallowed_is_still_known(sent: signal.Signals, kind: str) -> None:
+    # What NumPy's and PyTorch's import guards do to a Ctrl-C that lands in them.
+    with terminate_as_interrupt():
+        try:
+            os.kill(os.getpid(), sent)
+            time.sleep(5)  # the handler raises here, at once
+        except BaseException:  # the swallowing is the point
+            pass
+    interrupt = signal_received()
+    assert interrupt is not None
+    assert type(interrupt).__name__ == kind
+    assert exit_code_of(interrupt) == 128 + sent
+    with terminate_as_interrupt():  # a new block forgets the last one's signal
+        pass
+    assert signal_received() is None

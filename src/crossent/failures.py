@@ -9,6 +9,11 @@ SIGTERM (what ``kill``, a job scheduler or ``torchrun`` sends) ends a command as
 :func:`terminate_as_interrupt` makes it raise :class:`Terminated`, a ``KeyboardInterrupt``, so
 that every output being written is removed or finished (never left half-written), training
 saves what lets it resume, and the exit code is 143 (128 + SIGTERM) instead of 130.
+
+A signal that lands while PyTorch, NumPy or transformers are being imported can be swallowed by
+their import guards (which catch everything and carry on, or fail later with an unrelated
+error), so the signal is also remembered: :func:`signal_received` says whether one came, and the
+command line reports the run as interrupted whatever became of the exception.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ __all__ = [
     "RunError",
     "Terminated",
     "exit_code_of",
+    "signal_received",
     "terminate_as_interrupt",
 ]
 
@@ -56,22 +62,47 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the process was, as Ctrl-C raises ``KeyboardInterrupt``."""
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated
+_received: list[int] = []  # the signals that came during terminate_as_interrupt, in order
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """While the ``with`` block runs, SIGTERM raises :class:`Terminated` in the main thread
-    (elsewhere, where no handler can be set, it does nothing)."""
+    """While the ``with`` block runs, SIGTERM raises :class:`Terminated` and SIGINT
+    ``KeyboardInterrupt`` in the main thread, and both are remembered for
+    :func:`signal_received` (elsewhere, where no handler can be set, nothing changes)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    _received.clear()
+    previous = {number: signal.signal(number, _raise_interrupt) for number in _HANDLED}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+_HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+def signal_received() -> KeyboardInterrupt | None:
+    """The interrupt of the first SIGINT or SIGTERM of the last :func:`terminate_as_interrupt`
+    block, even where the code it landed in caught the exception; None when none came.
+
+    Example:
+        >>> with terminate_as_interrupt():
+        ...     pass
+        >>> signal_received() is None
+        True
+    """
+    if not _received:
+        return None
+    return Terminated() if _received[0] == signal.SIGTERM else KeyboardInterrupt()
 
 
 def exit_code_of(interrupt: BaseException) -> int:
