@@ -26,6 +26,8 @@ from types import FrameType
 
 __all__ = [
     "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
     "NonFiniteLossError",
     "RunError",
     "Terminated",

@@ -292,10 +292,7 @@ class _GradInForwardFunction(torch.autograd.Function):
             del grad, terms  # see _chunks: the next chunk's logits are made without these
 
         loss = token_loss.sum() * scale
-        ctx.save_for_backward(
-            grads.hidden, grads.weight_grad(), grads.bias if bias is not None else None
-        )
-        ctx.grads = grads  # its spare buffer, for the rounding of grad_weight in backward
+        ctx.grads = grads  # every gradient, and the spare buffer for rounding grad_weight
         ctx.input_dtypes = (hidden.dtype, weight.dtype, bias.dtype if bias is not None else None)
         ctx.mark_non_differentiable(token_loss, lse, correct)
         return loss, token_loss, lse, correct
@@ -305,22 +302,19 @@ class _GradInForwardFunction(torch.autograd.Function):
     def backward(
         ctx: Any, grad_loss: Tensor, *_unused: Tensor
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None]:
-        grad_hidden, _, grad_bias = ctx.saved_tensors  # grad_weight: through ctx.grads
-        hidden_dtype, weight_dtype, bias_dtype = ctx.input_dtypes
-        needs = ctx.needs_input_grad
-
-        def scaled(grad: Tensor, dtype: torch.dtype) -> Tensor:
-            # The usual upstream gradient is exactly 1: hand over the stored gradient, no copy.
-            # Otherwise scaled and, for bf16/fp16, rounded in one pass from the fp32 sum.
-            return scaled_to(grad, None if bool(grad_loss == 1) else grad_loss, dtype)
-
         grads: HeadGrads = ctx.grads
         del ctx.grads  # the graph may outlive this call; its gradients must not
+        hidden_dtype, weight_dtype, bias_dtype = ctx.input_dtypes
+        needs = ctx.needs_input_grad
+        # The usual upstream gradient is exactly 1: the stored gradients are handed over, no
+        # copy. Otherwise scaled and, for bf16/fp16, rounded in one pass from the fp32 sums.
         upstream = None if bool(grad_loss == 1) else grad_loss
         return (
-            scaled(grad_hidden, hidden_dtype) if needs[0] else None,
+            scaled_to(grads.hidden, upstream, hidden_dtype) if needs[0] else None,
             grads.weight_for(weight_dtype, upstream) if needs[1] else None,
-            scaled(grad_bias, bias_dtype) if needs[2] and grad_bias is not None else None,
+            scaled_to(grads.bias, upstream, bias_dtype)
+            if needs[2] and bias_dtype is not None
+            else None,
             None,
             None,
         )
