@@ -14,7 +14,7 @@ This package imports nothing of crossent outside it.
 """
 
 from crossent.kernels.chunks import default_chunk_rows, row_chunks
-from crossent.kernels.compiled import add_into_, scaled_to
+from crossent.kernels.compiled import add_into_, scaled_to, warmup_pending
 from crossent.kernels.dispatch import rows_loss, use_triton
 from crossent.kernels.options import ChunkLoss, LossOptions, RowUpstream, compute_dtype
 from crossent.kernels.torch_rows import probability_target_grad
@@ -33,4 +33,5 @@ __all__ = [
     "scaled_to",
     "triton_available",
     "use_triton",
+    "warmup_pending",
 ]

@@ -74,6 +74,14 @@ def compiled_wanted(tensor: Tensor) -> bool:
     return _handled[0] > WARMUP_ELEMENTS
 
 
+def warmup_pending() -> bool:
+    """Whether :func:`compiled_wanted` still holds large tensors back for the warm-up: True
+    until the process has handled :data:`WARMUP_ELEMENTS` (benchmarks run until it is False,
+    to time what a long job runs)."""
+    choice = os.environ.get("CROSSENT_KERNEL", "auto")
+    return choice == "auto" and not _broken and _handled[0] <= WARMUP_ELEMENTS
+
+
 def use_compiled(logits: Tensor, options: LossOptions, weighted: bool, soft: bool) -> bool:
     """Whether a chunk of ``[r, V]`` logits should take :func:`compiled_rows`: the case it covers
     (contiguous rows, class targets, none of class weights, label smoothing or soft-cap), and
@@ -142,7 +150,10 @@ def scaled_to(
             out = torch.empty(total.shape, dtype=dtype, device=total.device)
         if _call("scale_round_", out, total, factor) is not None:
             return out
-    result = total if scale is None else total * scale.to(total.dtype)
+    if scale is None:
+        result = total
+    else:  # a 0-d fp32 factor: a bf16 ``total`` times the unrounded scale, rounded once
+        result = total * scale.to(torch.promote_types(total.dtype, torch.float32))
     return result.to(dtype) if out is None else out.copy_(result)
 
 

@@ -66,6 +66,28 @@ class ChunkBuffer:
         return logits[:rows]
 
 
+def holds_whole_gradient(rows: int, weight: Tensor, dtype: torch.dtype, chunk_rows: int) -> bool:
+    """Whether a bf16/fp16 loss of ``rows`` scored tokens takes less memory holding the logit
+    gradient of all of them at once than walking them ``chunk_rows`` at a time (CPU only).
+
+    Walking in chunks, a low-precision head needs an fp32 sum of ``grad_weight`` (``4 V d``
+    bytes: rounding each chunk's product and summing in fp32, not bf16, is what keeps it exact)
+    besides one chunk of logits. For a batch of at most about ``2 d`` tokens (GPT-2's head:
+    2,100; Llama-3's, d = 2048: 4,300), the ``[rows, V]`` logits in their own dtype take no more
+    than that, and holding them makes the head the floor's three matrix products at full size,
+    each gradient one product rounded once, without the fp32 sum, its rounding pass and the
+    repeated pass over ``grad_weight``. Measured in docs/benchmarks.md. GPUs keep the chunked
+    walk until the whole batch has been measured on one.
+    """
+    if dtype not in (torch.bfloat16, torch.float16) or weight.device.type != "cpu":
+        return False
+    vocab, width = weight.shape
+    itemsize = torch.finfo(dtype).bits // 8
+    whole = rows * vocab * itemsize
+    chunked = 4 * vocab * width + min(rows, chunk_rows) * vocab * itemsize
+    return whole <= chunked
+
+
 @dataclass
 class HeadGrads:
     """Gradients of ``hidden`` ``[N, d]``, ``weight`` ``[V, d]`` and ``bias`` ``[V]``, summed
@@ -89,11 +111,20 @@ class HeadGrads:
 
     @classmethod
     def zeros(
-        cls, hidden: Tensor, weight: Tensor, dtype: torch.dtype, needs: tuple[bool, ...]
+        cls,
+        hidden: Tensor,
+        weight: Tensor,
+        dtype: torch.dtype,
+        needs: tuple[bool, ...],
+        products_dtype: torch.dtype | None = None,
     ) -> HeadGrads:
+        """Sums in ``dtype``; ``products_dtype`` (default ``dtype``) for the gradients of
+        ``hidden`` and ``weight`` when a single chunk writes each of them once (the whole
+        batch, :func:`holds_whole_gradient`): its product, rounded once, is the gradient."""
+        products = products_dtype or dtype
         return cls(
-            torch.zeros(hidden.shape, dtype=dtype, device=hidden.device),
-            torch.empty(weight.shape, dtype=dtype, device=weight.device),
+            torch.zeros(hidden.shape, dtype=products, device=hidden.device),
+            torch.empty(weight.shape, dtype=products, device=weight.device),
             torch.zeros(weight.shape[0], dtype=dtype, device=weight.device),
             (needs[0], needs[1], needs[2]),
         )
@@ -130,7 +161,7 @@ class HeadGrads:
                 self.spare = product
             self.weight_written = True
         if self.needs[2]:
-            self.bias.add_(grad_logits.sum(0, dtype=dtype))
+            self.bias.add_(grad_logits.sum(0, dtype=self.bias.dtype))
 
     def weight_grad(self) -> Tensor:
         """The gradient of ``weight`` summed so far: zeros when no chunk was added."""

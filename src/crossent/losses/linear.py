@@ -20,6 +20,11 @@ loss and gradients a chunk of tokens at a time:
   inputs' dtype and added into an fp32 sum, never summed in bf16 (a bf16 running sum over many
   chunks loses small contributions). Gradients are returned in the inputs' dtype; the loss (and
   the per-token losses) in fp32, see :func:`loss_dtype`.
+* A small fp16/bf16 batch on a CPU (up to about ``2 d`` scored tokens), whose logits take no more
+  memory than that fp32 sum, is held whole when ``chunk_rows`` is not given
+  (:func:`crossent.losses._lm_head.holds_whole_gradient`): one product for the logits of all of
+  them, overwritten block by block by their gradient, one product for each gradient, each
+  rounded once. The floor's three products at full size, at the chunked walk's memory or less.
 
 The semantics (label smoothing, z-loss, soft-capping, ignored tokens, the nothing-scored mean of 0)
 are those of :mod:`crossent.losses.cross_entropy`, with the projection's ``weight`` playing no part
@@ -53,7 +58,13 @@ from crossent.losses._checks import (
     check_loss_options,
     check_positive,
 )
-from crossent.losses._lm_head import ChunkBuffer, HeadGrads, scored_chunks
+from crossent.losses._lm_head import (
+    ChunkBuffer,
+    HeadGrads,
+    chunk_logits,
+    holds_whole_gradient,
+    scored_chunks,
+)
 from crossent.losses._mean import mean_denominator
 from crossent.losses.cross_entropy import CrossEntropyStats
 
@@ -76,6 +87,8 @@ class _Plan:
     chunk_rows: int
     reduction: str
     on_chunk: ChunkObserver | None = None
+    # chunk_rows was not given: a small bf16/fp16 batch may be held whole (holds_whole_gradient)
+    may_hold_whole: bool = False
 
 
 def linear_cross_entropy(
@@ -94,8 +107,10 @@ def linear_cross_entropy(
     """``cross_entropy(hidden @ weight.T + bias, target)`` without materialising the logits.
 
     Equal in value and in the gradients of ``hidden``, ``weight`` and ``bias`` to the unfused
-    loss (the argument order is that of ``torch.nn.functional.linear_cross_entropy``); never holds
-    more than ``chunk_rows`` rows of logits.
+    loss (the argument order is that of ``torch.nn.functional.linear_cross_entropy``). Given
+    ``chunk_rows``, never holds more than that many rows of logits; by default a small bf16/fp16
+    batch whose logits take less memory than the chunks' fp32 sum of ``grad_weight`` is held
+    whole (the module docstring).
 
     Args:
         hidden: ``[..., d]`` the last hidden states.
@@ -170,6 +185,7 @@ def linear_cross_entropy_with_stats(
         chunk_rows=chunk_rows or default_chunk_rows(vocab_size, hidden.element_size()),
         reduction=reduction,
         on_chunk=on_chunk,
+        may_hold_whole=chunk_rows is None,
     )
     leading = hidden.shape[:-1]
     flat_hidden = hidden.reshape(-1, hidden.shape[-1])
@@ -254,6 +270,36 @@ def _chunks(
         del logits, terms
 
 
+def _whole(
+    hidden: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    target: Tensor,
+    plan: _Plan,
+    upstream: RowUpstream,
+) -> Iterator[tuple[Tensor, Tensor, ChunkLoss, Tensor]]:
+    """:func:`_chunks` as a single chunk of every scored token (:func:`holds_whole_gradient`):
+    their logits in one matrix product, the rows reduced ``chunk_rows`` at a time (so the rows'
+    temporaries stay a chunk's size), each block overwritten by its gradient."""
+    index = (target != plan.options.ignore_index).nonzero().squeeze(-1)
+    if index.numel() == 0:
+        return
+    chunk_hidden = hidden[index]
+    logits = chunk_logits(chunk_hidden, weight, bias)
+    blocks = []
+    for start in range(0, index.numel(), plan.chunk_rows):
+        rows = index[start : start + plan.chunk_rows]
+        block = logits[start : start + plan.chunk_rows]  # a view, as every chunk of _chunks
+        rows_upstream = RowUpstream(upstream.ce[rows], upstream.z[rows])
+        blocks.append(rows_loss(block, target[rows], plan.options, upstream=rows_upstream))
+    terms = ChunkLoss(
+        torch.cat([block.ce for block in blocks]),
+        torch.cat([block.lse for block in blocks]),
+        torch.cat([block.correct for block in blocks]),
+    )
+    yield index, chunk_hidden, terms, logits
+
+
 class _GradInForwardFunction(torch.autograd.Function):
     """Scalar loss (mean or sum) whose gradients are computed during the forward pass.
 
@@ -280,9 +326,15 @@ class _GradInForwardFunction(torch.autograd.Function):
         token_loss = torch.zeros(num_tokens, dtype=dtype, device=hidden.device)
         lse = torch.zeros(num_tokens, dtype=dtype, device=hidden.device)
         correct = torch.zeros(num_tokens, dtype=torch.bool, device=hidden.device)
-        grads = HeadGrads.zeros(hidden, weight, dtype, ctx.needs_input_grad)
+        whole = plan.may_hold_whole and holds_whole_gradient(
+            count, weight, hidden.dtype, plan.chunk_rows
+        )
+        grads = HeadGrads.zeros(
+            hidden, weight, dtype, ctx.needs_input_grad, hidden.dtype if whole else None
+        )
         grad_scale = torch.full((num_tokens,), scale, dtype=dtype, device=hidden.device)
-        for index, chunk_hidden, terms, grad in _chunks(
+        walk = _whole if whole else _chunks
+        for index, chunk_hidden, terms, grad in walk(
             hidden, weight, bias, target, plan, RowUpstream(grad_scale, grad_scale)
         ):
             token_loss[index] = (terms.ce + options.z_loss * terms.lse.square()).to(dtype)
