@@ -197,16 +197,8 @@ def _call(name: str, *args: Any) -> Any:
     """The compiled loop ``name`` on ``args``; None (nothing written) if compilation fails."""
     if _broken:
         return None
-    import torch._inductor.config as inductor_config
-
     try:
-        # Compiled in this process: inductor's pool of compile workers (one per core) gains
-        # nothing on a loop or two and, measured, slowed everything after it. A training step of
-        # the gpt2 preset, the same matrix products and attention, took 5.2-5.6 s with the pool
-        # alive, against 4.8-5.1 s without it and 4.5-4.8 s for a plain loop that compiles
-        # nothing (docs/benchmarks.md).
-        with inductor_config.patch(compile_threads=1):
-            result = _compiled(name)(*args)
+        result = _compiled(name)(*args)
     except Exception as error:  # any failure of inductor means: stay eager
         _give_up(error)
         return None
