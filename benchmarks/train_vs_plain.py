@@ -32,6 +32,11 @@ high-water mark (``VmHWM``), reset after the warm-up (writing 5 to ``/proc/self/
 it is the peak of the timed steps, weights and AdamW state included; in brackets the part above
 the resident set just before them, which is what a step adds.
 
+``--one-process`` runs each round's implementations one after the other in a single child
+instead: the same process for all, so a difference between their speeds is theirs and not the
+processes' (docs/benchmarks.md: separate children of the same code differed by up to 10 %); the
+memory columns are then left out, as a later implementation would inherit the earlier one's peak.
+
 Reproduce (docs/benchmarks.md)::
 
     python benchmarks/train_vs_plain.py                        # cpu-small, fp32 and bf16
@@ -215,17 +220,26 @@ def child(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    impl, precision = args.child
-    if impl == "crossent":
-        record = run_crossent(args, precision)
-    else:
-        record = run_plain(args, precision, fused=impl == "plain-fused")
-    record["threads"] = torch.get_num_threads()
-    print("RESULT " + json.dumps(record), flush=True)
+    impls, precision = args.child
+    for impl in impls.split(","):  # several: one after the other in this process (--one-process)
+        if impl == "crossent":
+            record = run_crossent(args, precision)
+        else:
+            record = run_plain(args, precision, fused=impl == "plain-fused")
+        record["threads"] = torch.get_num_threads()
+        record["impl"] = impl
+        print("RESULT " + json.dumps(record), flush=True)
 
 
 def measure(args: argparse.Namespace, impl: str, precision: str) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", impl, precision, *args.passed]
+    return measure_together(args, [impl], precision)[impl]
+
+
+def measure_together(
+    args: argparse.Namespace, impls: list[str], precision: str
+) -> dict[str, dict[str, Any]]:
+    """Each of ``impls`` run one after the other in one child process."""
+    command = [sys.executable, __file__, "--child", ",".join(impls), precision, *args.passed]
     env = {
         **os.environ,
         "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
@@ -233,9 +247,9 @@ def measure(args: argparse.Namespace, impl: str, precision: str) -> dict[str, An
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
-        raise SystemExit(f"{impl} {precision} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
-    return result
+        raise SystemExit(f"{','.join(impls)} {precision} failed:\n{done.stderr[-3000:]}")
+    records = [json.loads(line[len("RESULT ") :]) for line in lines]
+    return {record["impl"]: record for record in records}
 
 
 def main() -> None:
@@ -253,14 +267,24 @@ def main() -> None:
         for number in range(args.rounds):
             impls = args.impls.split(",")
             order = impls if number % 2 == 0 else impls[::-1]
-            rounds.append({impl: measure(args, impl, precision) for impl in order})
+            if args.one_process:
+                rounds.append(measure_together(args, order, precision))
+            else:
+                rounds.append({impl: measure(args, impl, precision) for impl in order})
         for impl in args.impls.split(","):
-            print(row(precision, impl, rounds, tokens), flush=True)
+            print(row(precision, impl, rounds, tokens, memory=not args.one_process), flush=True)
     print(f"load average after: {os.getloadavg()}")
 
 
-def row(precision: str, impl: str, rounds: list[dict[str, dict[str, Any]]], tokens: int) -> str:
-    """One table row: medians over the rounds, ratios to ``plain`` of the same round."""
+def row(
+    precision: str,
+    impl: str,
+    rounds: list[dict[str, dict[str, Any]]],
+    tokens: int,
+    memory: bool = True,
+) -> str:
+    """One table row: medians over the rounds, ratios to ``plain`` of the same round; the peak
+    columns "-" when the implementations shared a process (``memory`` False)."""
 
     def median(key: str, ratio: bool = False) -> float:
         return statistics.median(
@@ -270,11 +294,15 @@ def row(precision: str, impl: str, rounds: list[dict[str, dict[str, Any]]], toke
     mib = 2**20
     speed = tokens / median("wall")
     speed_ratio = 1.0 / median("wall", ratio=True)
+    peak = (
+        f"{median('peak') / mib:,.0f} ({median('above') / mib:,.0f}) | "
+        f"{median('peak', ratio=True):.2f} ({median('above', ratio=True):.2f})"
+        if memory
+        else "- | -"
+    )
     return (
         f"| {precision} | {impl} | {speed:,.0f} | {speed_ratio:.2f} | {median('cpu'):.3f} | "
-        f"{median('cpu', ratio=True):.2f} | {median('peak') / mib:,.0f} "
-        f"({median('above') / mib:,.0f}) | {median('peak', ratio=True):.2f} "
-        f"({median('above', ratio=True):.2f}) | {rounds[-1][impl]['first_loss']:.6f} |"
+        f"{median('cpu', ratio=True):.2f} | {peak} | {rounds[-1][impl]['first_loss']:.6f} |"
     )
 
 
@@ -292,6 +320,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
     parser.add_argument("--log-every", type=int, default=10, help="crossent's (its default)")
     parser.add_argument("--data", action="append", default=[], help="default: CPython's docs")
+    parser.add_argument(
+        "--one-process",
+        action="store_true",
+        help="each round's implementations one after the other in one process: their speeds "
+        "free of the differences between processes (no memory columns)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("IMPL", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.passed = [
