@@ -17,12 +17,17 @@ from torch import Tensor
 from crossent.kernels import add_into_, scaled_to
 
 
+def scored_rows(target: Tensor, ignore_index: int) -> Tensor:
+    """Indices ``[M]`` of the tokens whose target is scored, in order."""
+    return (target != ignore_index).nonzero().squeeze(-1)
+
+
 def scored_chunks(target: Tensor, ignore_index: int, chunk_rows: int) -> Iterator[Tensor]:
     """Indices ``[<= chunk_rows]`` of the tokens whose target is scored, a chunk at a time.
 
     Ignored tokens are dropped before any projection, so they cost nothing.
     """
-    rows = (target != ignore_index).nonzero().squeeze(-1)
+    rows = scored_rows(target, ignore_index)
     for start in range(0, rows.numel(), chunk_rows):
         yield rows[start : start + chunk_rows]
 

@@ -64,6 +64,7 @@ from crossent.losses._lm_head import (
     chunk_logits,
     holds_whole_gradient,
     scored_chunks,
+    scored_rows,
 )
 from crossent.losses._mean import mean_denominator
 from crossent.losses.cross_entropy import CrossEntropyStats
@@ -281,7 +282,7 @@ def _whole(
     """:func:`_chunks` as a single chunk of every scored token (:func:`holds_whole_gradient`):
     their logits in one matrix product, the rows reduced ``chunk_rows`` at a time (so the rows'
     temporaries stay a chunk's size), each block overwritten by its gradient."""
-    index = (target != plan.options.ignore_index).nonzero().squeeze(-1)
+    index = scored_rows(target, plan.options.ignore_index)
     if index.numel() == 0:
         return
     chunk_hidden = hidden[index]
