@@ -27,7 +27,7 @@ What it measures (issue 14, "Evaluation"):
 Usage::
 
     .venv/bin/python benchmarks/eval_floor.py [--chars N] [--dtypes float32,bfloat16]
-        [--compile] [--startup] [--window 2048] [--batch-size 4]
+        [--compile] [--startup] [--window 2048] [--batch-size B] [--also-batch-size B]
 
 ``--chars`` scores a prefix of crossent's default text (all of it, about 110k tokens, by
 default); the output says which was run.
@@ -223,7 +223,13 @@ def main() -> int:
     parser.add_argument("--startup", action="store_true", help="also measure the start-up")
     parser.add_argument("--baseline", help="also run float32 eval from this src folder")
     parser.add_argument("--window", type=int, default=2048)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument(
+        "--batch-size", type=int, help="windows per pass (default: crossent eval's own default)"
+    )
+    parser.add_argument(
+        "--also-batch-size", type=int, action="append", default=[], metavar="B",
+        help="also run float32 eval at this batch size (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
     dtypes = args.dtypes.split(",")
     print(environment())
@@ -242,7 +248,8 @@ def main() -> int:
     which = "all of it" if args.chars is None else f"its first {args.chars} characters"
     print(
         f"text: crossent's default text, {which}: {len(tokens)} tokens; window {window}, "
-        f"batch size {args.batch_size}; {flops / 1e6:.0f} MFLOP per token"
+        f"batch size {args.batch_size or 'crossent eval default'}; "
+        f"{flops / 1e6:.0f} MFLOP per token"
     )
     print(f"in this process: model load {load_s:.2f} s, tokenizing {tokenize_s:.2f} s")
     splits = {"float32": split_times(model, tokens, window, 1)}
@@ -268,11 +275,14 @@ def main() -> int:
         runs.insert(0, ("float32, baseline", "float32", []))
     if args.compile:
         runs.append(("float32 --compile", "float32", ["--compile"]))
+    for size in args.also_batch_size:
+        runs.append((f"float32, batch size {size}", "float32", ["--batch-size", str(size)]))
     with tempfile.TemporaryDirectory(prefix="crossent-floor-") as scratch:
         folder = Path(scratch)
         data = folder / "text.txt"
         data.write_text(text, encoding="utf-8", newline="")
-        extra = ["--window", str(window), "--batch-size", str(args.batch_size)]
+        extra = ["--window", str(window)]
+        extra += ["--batch-size", str(args.batch_size)] if args.batch_size else []
         results = {
             label: run_eval(
                 data, folder / "out.json", extra + flags,

@@ -193,6 +193,7 @@ def test_eval_json_records_provenance_and_per_document_metrics(
         "quantisation": file_type,
         "dtype": "float32",
         "device": "cpu",
+        "batch_size": 512 // 32,  # on a CPU: windows of 32 tokens up to 512 tokens a pass
         "data": [str(data)],
         "max_chars": None,
         "max_tokens": None,

@@ -21,7 +21,7 @@ from crossent.data import Document
 from crossent.evaluation import evaluate
 from crossent.hardware import BF16_MATMUL_FLAGS, bf16_matmul_is_fast, cpu_flags
 from crossent.models import HFCausalLM, load_model
-from crossent.scoring import score_batch
+from crossent.scoring import CPU_PASS_TOKENS, default_batch_size, score_batch
 from tiny_lm import SAMPLE, bpe, save_llama, token_nats
 
 WORDS = SAMPLE.split()
@@ -78,6 +78,24 @@ def test_a_batch_of_many_lengths_computes_no_padding_and_equals_float64(
         assert nats == pytest.approx(float(oracle.sum()), rel=1e-6)
     batched = evaluate(model, documents, window=64, batch_size=8)
     for document, score in zip(documents, batched.documents, strict=True):
+        (alone,) = evaluate(model, [document], window=64, batch_size=1).documents
+        assert score.nll_nats == pytest.approx(alone.nll_nats, rel=1e-6)
+
+
+def test_the_default_batch_packs_a_cpu_pass_up_to_512_tokens(
+    tiny: tuple[HFCausalLM, Path],
+) -> None:
+    cpu = torch.device("cpu")
+    assert CPU_PASS_TOKENS == 512
+    assert [default_batch_size(cpu, window) for window in (2048, 512, 300, 64, 1)] == [
+        1, 1, 1, 8, 512,
+    ]  # fmt: skip
+    assert default_batch_size(torch.device("cuda", 0), 2048) == 4
+    model, _ = tiny
+    documents = _documents()
+    default = evaluate(model, documents, window=64)
+    assert default.provenance is not None and default.provenance.batch_size == 8
+    for score, document in zip(default.documents, documents, strict=True):
         (alone,) = evaluate(model, [document], window=64, batch_size=1).documents
         assert score.nll_nats == pytest.approx(alone.nll_nats, rel=1e-6)
 

@@ -25,6 +25,7 @@ from crossent.evaluation import (
     prefix_token,
 )
 from crossent.kernels import default_chunk_rows
+from crossent.scoring import default_batch_size
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -40,7 +41,7 @@ def compare(
     window: int | None = None,
     stride: int | None = None,
     prefix: Prefix | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     largest: int = 10,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     progress: Progress | None = None,
@@ -57,7 +58,8 @@ def compare(
             at most 2048.
         stride: tokens between window starts, S in [1, L] (default L).
         prefix: token before each document (default BOS, else EOS, of each model).
-        batch_size: windows per forward pass.
+        batch_size: windows per forward pass (default:
+            :func:`crossent.scoring.default_batch_size`).
         largest: how many tokens with the largest change in loss, ``|nats_b - nats_a|``, to list.
         block_bytes: the block size when the difference is paired over byte blocks
             (:mod:`crossent.comparison.statistics`).
@@ -81,7 +83,7 @@ def compare_models(
     window: int | None = None,
     stride: int | None = None,
     prefix: Prefix | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     largest: int = 10,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     progress: Progress | None = None,
@@ -171,13 +173,15 @@ def _differences(
     documents: Sequence[Text],
     a: EvaluationResult,
     token_window: tuple[int, int],
-    batch_size: int,
+    batch_size: int | None,
     progress: Progress | None,
     group: ProcessGroup | None,
 ) -> list[TokenDifference]:
     """Both models on the same windows: per scored token, both losses, the KL and top-1s."""
     _, prefix_id = prefix_token(model_a, a.prefix)
     window, stride = token_window
+    if batch_size is None:
+        batch_size = default_batch_size(model_a.device, window)
     stream = DocumentStream(model_a.tokenizer, documents, prefix_id, window, stride, offsets=False)
     texts = {(t.document, t.position): t for t in a.tokens}
     differences: list[TokenDifference] = []

@@ -120,6 +120,7 @@ class Provenance:
             None when they were never quantised.
         dtype: the dtype the model ran in (``"float32"``).
         device: where it ran (``"cpu"``, ``"cuda:0"``).
+        batch_size: the full windows per forward pass (bf16 numbers move with it).
         inputs: the documents' paths and character cut.
         max_tokens: the cap on scored tokens, or None.
         max_documents: the cap on documents read, or None.
@@ -131,6 +132,7 @@ class Provenance:
     quantisation: str | None
     dtype: str
     device: str
+    batch_size: int
     inputs: Inputs
     max_tokens: int | None
     max_documents: int | None
