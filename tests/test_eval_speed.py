@@ -94,7 +94,8 @@ def test_the_default_batch_packs_a_cpu_pass_up_to_512_tokens(
     model, _ = tiny
     documents = _documents()
     default = evaluate(model, documents, window=64)
-    assert default.provenance is not None and default.provenance.batch_size == 8
+    assert default.provenance is not None
+    assert default.provenance.batch_size == 8
     for score, document in zip(default.documents, documents, strict=True):
         (alone,) = evaluate(model, [document], window=64, batch_size=1).documents
         assert score.nll_nats == pytest.approx(alone.nll_nats, rel=1e-6)
