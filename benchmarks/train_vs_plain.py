@@ -36,6 +36,10 @@ the resident set just before them, which is what a step adds.
 instead: the same process for all, so a difference between their speeds is theirs and not the
 processes' (docs/benchmarks.md: separate children of the same code differed by up to 10 %); the
 memory columns are then left out, as a later implementation would inherit the earlier one's peak.
+``--interleave`` goes further: one child trains all the implementations at once, a step of each
+in turn (each plain loop's step runs inside ``train``'s ``progress`` callback, and each clock
+counts only its own implementation's steps), so that a drift of the machine over minutes falls on
+all of them alike.
 
 Reproduce (docs/benchmarks.md)::
 
@@ -170,49 +174,100 @@ def plain_lr(config: Any, step: int) -> float:
     return config.lr * (config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine)
 
 
-def run_plain(args: argparse.Namespace, precision: str, fused: bool) -> dict[str, Any]:
-    import contextlib
+class PlainLoop:
+    """The plain loop (module docstring), a step at a time: ``step(n)`` trains step ``n`` and
+    returns its loss."""
 
-    import torch
-    import torch.nn.functional as F
+    def __init__(self, args: argparse.Namespace, precision: str, fused: bool) -> None:
+        import torch
 
-    with tempfile.TemporaryDirectory() as folder:
-        config = train_config(args, precision, folder)
-    model, rows, vocab = plain_setup(config)
-    model.train()
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr, betas=config.betas, fused=fused,
-    )  # fmt: skip
+        with tempfile.TemporaryDirectory() as folder:
+            self.config = train_config(args, precision, folder)
+        self.model, self.rows, self.vocab = plain_setup(self.config)
+        self.model.train()
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.config.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.config.lr, betas=self.config.betas, fused=fused,
+        )  # fmt: skip
+        self.bf16 = precision == "bfloat16"
 
-    def context() -> Any:
-        if precision == "bfloat16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    def loss_of(self, batch: Any) -> Any:
+        import contextlib
 
-    def loss_of(batch: Any) -> Any:
+        import torch
+        import torch.nn.functional as F
+
         x, y = batch[:, :-1], batch[:, 1:]
-        with context():
-            logits = F.linear(model(x), model.head_weight)  # (B, T, V)
-            return F.cross_entropy(logits.view(-1, vocab), y.reshape(-1))
+        cast = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else None
+        with cast or contextlib.nullcontext():
+            logits = F.linear(self.model(x), self.model.head_weight)  # (B, T, V)
+            return F.cross_entropy(logits.view(-1, self.vocab), y.reshape(-1))
 
+    def step(self, step: int) -> float:
+        import torch
+
+        config = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = plain_lr(config, step)
+        loss = self.loss_of(self.rows.take(step * config.batch_size, config.batch_size))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.item())  # nanoGPT reads the loss back to log it
+
+
+def run_plain(args: argparse.Namespace, precision: str, fused: bool) -> dict[str, Any]:
+    loop = PlainLoop(args, precision, fused)
     losses = []
     clock = StepClock(args.warmup)
     clock.start()
-    for step in range(config.max_steps):
-        for group in optimizer.param_groups:
-            group["lr"] = plain_lr(config, step)
-        loss = loss_of(rows.take(step * config.batch_size, config.batch_size))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())  # nanoGPT reads the loss back to log it
+    for step in range(loop.config.max_steps):
+        losses.append(loop.step(step))
         clock.step_done(step + 1)
     return {**clock.record(), "first_loss": losses[0], "losses": losses}
+
+
+def run_interleaved(
+    args: argparse.Namespace, precision: str, plains: list[str]
+) -> dict[str, dict[str, Any]]:
+    """``crossent`` and the ``plains`` in one process, a step of each in turn: after each of
+    ``train``'s steps its ``progress`` callback runs one step of every plain loop, and each
+    implementation's clock counts only its own steps. So all see the same machine at the same
+    moment and each step follows another implementation's, the fairest comparison this
+    machine allows (no memory columns: the process is shared)."""
+    from crossent.training import train
+
+    loops = {impl: PlainLoop(args, precision, fused=impl == "plain-fused") for impl in plains}
+    clocks = {impl: StepClock(args.warmup) for impl in ["crossent", *plains]}
+    losses: dict[str, list[float]] = {impl: [] for impl in plains}
+
+    def progress(step: int, steps: int, tokens: int, loss: float) -> None:
+        clocks["crossent"].step_done(step)
+        for impl, loop in loops.items():
+            clocks[impl].start()
+            losses[impl].append(loop.step(step - 1))
+            clocks[impl].step_done(step)
+        clocks["crossent"].start()
+
+    with tempfile.TemporaryDirectory() as folder:
+        config = train_config(args, precision, str(Path(folder) / "run"))
+        clocks["crossent"].start()
+        result = train(config, progress=progress, warn=lambda line: None)
+    ours = [record.train_loss for record in result.train_log]
+    records = {
+        "crossent": {**clocks["crossent"].record(), "first_loss": ours[0], "losses": ours[1:]}
+    }
+    for impl in plains:
+        records[impl] = {
+            **clocks[impl].record(),
+            "first_loss": losses[impl][0],
+            "losses": losses[impl],
+        }
+    return records
 
 
 def child(args: argparse.Namespace) -> None:
@@ -221,6 +276,12 @@ def child(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     impls, precision = args.child
+    if args.interleave:
+        plains = [impl for impl in impls.split(",") if impl != "crossent"]
+        for impl, record in run_interleaved(args, precision, plains).items():
+            record["threads"] = torch.get_num_threads()
+            print("RESULT " + json.dumps({**record, "impl": impl}), flush=True)
+        return
     for impl in impls.split(","):  # several: one after the other in this process (--one-process)
         if impl == "crossent":
             record = run_crossent(args, precision)
@@ -267,12 +328,13 @@ def main() -> None:
         for number in range(args.rounds):
             impls = args.impls.split(",")
             order = impls if number % 2 == 0 else impls[::-1]
-            if args.one_process:
+            if args.one_process or args.interleave:
                 rounds.append(measure_together(args, order, precision))
             else:
                 rounds.append({impl: measure(args, impl, precision) for impl in order})
         for impl in args.impls.split(","):
-            print(row(precision, impl, rounds, tokens, memory=not args.one_process), flush=True)
+            memory = not (args.one_process or args.interleave)
+            print(row(precision, impl, rounds, tokens, memory=memory), flush=True)
     print(f"load average after: {os.getloadavg()}")
 
 
@@ -326,21 +388,33 @@ def parse() -> argparse.Namespace:
         help="each round's implementations one after the other in one process: their speeds "
         "free of the differences between processes (no memory columns)",
     )
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="crossent and the plain loops in one process, one step of each in turn (needs "
+        "crossent among --impls; no memory columns)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("IMPL", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.passed = [
-        f"--{name}={getattr(args, name.replace('-', '_'))}"
-        for name in (
-            "preset",
-            "seq",
-            "batch",
-            "vocab-size",
-            "steps",
-            "warmup",
-            "threads",
-            "log-every",
-        )
-    ] + [f"--data={path}" for path in args.data]
+    if args.interleave and "crossent" not in args.impls.split(","):
+        parser.error("--interleave runs the plain loops inside crossent's: add crossent to --impls")
+    args.passed = (
+        [
+            f"--{name}={getattr(args, name.replace('-', '_'))}"
+            for name in (
+                "preset",
+                "seq",
+                "batch",
+                "vocab-size",
+                "steps",
+                "warmup",
+                "threads",
+                "log-every",
+            )
+        ]
+        + [f"--data={path}" for path in args.data]
+        + (["--interleave"] if args.interleave else [])
+    )
     return args
 
 

@@ -63,3 +63,23 @@ def test_the_unfused_plain_loop_is_the_same_training(bench: ModuleType, tmp_path
     ours = bench.run_crossent(_args(text), "float32")
     plain = bench.run_plain(_args(text), "float32", fused=False)
     assert ours["losses"] == pytest.approx(plain["losses"], abs=1e-4)
+
+
+def test_interleaved_steps_train_the_same_models(bench: ModuleType, tmp_path: Path) -> None:
+    """--interleave: the plain loops step inside crossent's progress callback, and still take
+    crossent's steps on crossent's rows (so neither disturbs the other's seeds or data)."""
+    text = tmp_path / "text.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    records = bench.run_interleaved(_args(text), "float32", ["plain", "plain-fused"])
+    ours = records["crossent"]["losses"]
+    assert len(ours) == 4
+    for impl in ("plain", "plain-fused"):
+        assert records[impl]["first_loss"] == pytest.approx(
+            records["crossent"]["first_loss"], abs=1e-5
+        )
+        assert records[impl]["losses"] == pytest.approx(ours, abs=1e-4)
+        assert len(records[impl]["losses"]) == 4
+    assert abs(ours[-1] - ours[0]) > 1e-2
+    # each clock timed its own steps after the warm-up
+    assert set(records) == {"crossent", "plain", "plain-fused"}
+    assert all(record["wall"] > 0 for record in records.values())
