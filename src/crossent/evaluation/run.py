@@ -170,8 +170,7 @@ def evaluate(
     check_convention(convention, window, stride)
     stride = stride if stride is not None else window
     check_window(window, stride, context=model.context_length)
-    if batch_size is None:
-        batch_size = default_batch_size(model.device, window)
+    batch_size = default_batch_size(model.device, window) if batch_size is None else batch_size
     _check_options(model, convention, batch_size, top_k, max_tokens, max_documents, calibration)
     prefix, prefix_id = prefix_token(model, convention_prefix(convention, model.tokenizer, prefix))
 
@@ -231,7 +230,24 @@ def evaluate(
     total = NLLMeter()
     for score in scores:
         total.merge(score.meter())
-    provenance = Provenance(
+    provenance = _provenance(model, batch_size, inputs, max_tokens, max_documents)
+    return EvaluationResult(
+        model.name, window, stride, prefix, scores, total.result(), tokens, provenance, stream.cut,
+        bootstrap=bootstrap_scores(scores), convention=convention,
+        by_position=positions.buckets() if positions is not None else None,
+        calibration=_calibration(confidence, total),
+    )  # fmt: skip
+
+
+def _provenance(
+    model: CausalLM,
+    batch_size: int,
+    inputs: Inputs | None,
+    max_tokens: int | None,
+    max_documents: int | None,
+) -> Provenance:
+    """What produced a result (:class:`Provenance`)."""
+    return Provenance(
         crossent_version=__version__,
         model=model.name,
         description=model.description,
@@ -243,12 +259,6 @@ def evaluate(
         max_tokens=max_tokens,
         max_documents=max_documents,
     )
-    return EvaluationResult(
-        model.name, window, stride, prefix, scores, total.result(), tokens, provenance, stream.cut,
-        bootstrap=bootstrap_scores(scores), convention=convention,
-        by_position=positions.buckets() if positions is not None else None,
-        calibration=_calibration(confidence, total),
-    )  # fmt: skip
 
 
 def _calibration(meter: CalibrationMeter | None, total: NLLMeter) -> CalibrationResult | None:
