@@ -46,6 +46,8 @@ Reproduce (docs/benchmarks.md)::
     python benchmarks/train_vs_plain.py                        # cpu-small, fp32 and bf16
     python benchmarks/train_vs_plain.py --preset gpt2 --seq 1024 --batch 1 --vocab-size 50257 \\
         --steps 2 --warmup 1 --rounds 1                         # the memory row
+    python benchmarks/train_vs_plain.py --preset gpt2 --seq 1024 --batch 1 --vocab-size 50257 \
+        --steps 6 --warmup 5 --rounds 2 --interleave            # speed, step by step
 """
 
 from __future__ import annotations
