@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from crossent.failures import exit_code_of, signal_received, terminate_as_interrupt
+from crossent.failures import (
+    Terminated,
+    exit_code_of,
+    interrupts_deferred,
+    signal_received,
+    terminate_as_interrupt,
+)
 
 SIGNALS = [(signal.SIGTERM, 143), (signal.SIGINT, 130)]
 
@@ -86,3 +92,41 @@ def test_a_signal_that_code_swallowed_is_still_known(sent: signal.Signals, kind:
     with terminate_as_interrupt():  # a new block forgets the last one's signal
         pass
     assert signal_received() is None
+
+
+def _signals_in_a_deferred_block(sent: signal.Signals, steps: list[str]) -> None:
+    """``sent`` and then a SIGINT inside an :func:`interrupts_deferred` block; ``steps`` says
+    how far the block got."""
+    with terminate_as_interrupt():
+        with interrupts_deferred():
+            os.kill(os.getpid(), sent)
+            time.sleep(0.2)  # an undeferred handler would raise here
+            os.kill(os.getpid(), signal.SIGINT)  # a second signal: the first one counts
+            time.sleep(0.2)
+            steps.append("block finished")
+        steps.append("after the block")
+
+
+def _a_signal_after_a_deferred_block() -> None:
+    with terminate_as_interrupt():
+        with interrupts_deferred():
+            pass
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the handler raises here, at once
+
+
+@pytest.mark.parametrize(
+    ("sent", "raised"), [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)]
+)
+def test_a_signal_inside_a_deferred_block_is_raised_when_it_ends(
+    sent: signal.Signals, raised: type[KeyboardInterrupt]
+) -> None:
+    # What keeps a Ctrl-C out of the Python code PyTorch's C++ calls during its import.
+    steps: list[str] = []
+    with pytest.raises(raised) as caught:
+        _signals_in_a_deferred_block(sent, steps)
+    assert steps == ["block finished"]
+    assert type(caught.value) is raised
+    assert exit_code_of(caught.value) == 128 + sent
+    with pytest.raises(KeyboardInterrupt):  # after the block the handler raises again
+        _a_signal_after_a_deferred_block()

@@ -13,7 +13,11 @@ saves what lets it resume, and the exit code is 143 (128 + SIGTERM) instead of 1
 A signal that lands while PyTorch, NumPy or transformers are being imported can be swallowed by
 their import guards (which catch everything and carry on, or fail later with an unrelated
 error), so the signal is also remembered: :func:`signal_received` says whether one came, and the
-command line reports the run as interrupted whatever became of the exception.
+command line reports the run as interrupted whatever became of the exception. Inside PyTorch's
+own import a raised interrupt is worse: it can land in Python code that PyTorch's C++ calls
+(``torch._C._c10d_init`` while ``torch.distributed`` initialises), where pybind11 turns it into a
+C++ exception nothing catches and the process aborts (SIGABRT, a core message instead of the one
+line). :func:`interrupts_deferred` holds a signal back over such a block and raises it after.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ __all__ = [
     "RunError",
     "Terminated",
     "exit_code_of",
+    "interrupts_deferred",
     "signal_received",
     "terminate_as_interrupt",
 ]
@@ -90,6 +95,38 @@ def terminate_as_interrupt() -> Iterator[None]:
 
 
 _HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+def _remember(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Inside :func:`terminate_as_interrupt`: while the ``with`` block runs, SIGINT and SIGTERM
+    are only remembered, and the first that came is raised when the block ends (as
+    :class:`Terminated` or ``KeyboardInterrupt``). For imports of C++ extensions, where an
+    exception raised from a signal handler aborts the process instead of unwinding (the module
+    docstring); a block that stays short, as the interrupt waits for its end.
+
+    Example:
+        >>> with terminate_as_interrupt(), interrupts_deferred():
+        ...     pass
+        >>> signal_received() is None
+        True
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = len(_received)
+    previous = {number: signal.signal(number, _remember) for number in _HANDLED}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if len(_received) > before:
+        raise Terminated if _received[before] == signal.SIGTERM else KeyboardInterrupt
 
 
 def signal_received() -> KeyboardInterrupt | None:

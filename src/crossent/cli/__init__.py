@@ -19,6 +19,7 @@ from crossent.failures import (
     EXIT_TERMINATED,
     RunError,
     exit_code_of,
+    interrupts_deferred,
     signal_received,
     terminate_as_interrupt,
 )
@@ -46,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         with terminate_as_interrupt():
+            with interrupts_deferred():  # a Ctrl-C inside PyTorch's import would abort it
+                import torch  # noqa: F401  (every command's run needs it)
             code: int = args.run(args)
     except KeyboardInterrupt as interrupt:
         return _interrupted(interrupt)
