@@ -5,6 +5,7 @@ real signal.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from crossent.failures import (
     Terminated,
+    defer_interrupts_in_import,
     exit_code_of,
     interrupts_deferred,
     signal_received,
@@ -130,3 +132,27 @@ def test_a_signal_inside_a_deferred_block_is_raised_when_it_ends(
     assert exit_code_of(caught.value) == 128 + sent
     with pytest.raises(KeyboardInterrupt):  # after the block the handler raises again
         _a_signal_after_a_deferred_block()
+
+
+def _import_with_interrupts_deferred(name: str) -> None:
+    with terminate_as_interrupt():
+        defer_interrupts_in_import(name)
+        importlib.import_module(name)
+
+
+def test_the_first_import_of_a_package_holds_its_signal_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The command line's guard around PyTorch's import, on a module that interrupts itself.
+    (tmp_path / "interrupting_module.py").write_text(
+        "import os, pathlib, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(0.2)  # an undeferred handler would raise here\n"
+        "pathlib.Path(__file__).with_name('finished').write_text('yes')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "interrupting_module", raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        _import_with_interrupts_deferred("interrupting_module")
+    assert (tmp_path / "finished").read_text() == "yes"  # the module ran to its end
+    assert not any(type(finder).__name__ == "_DeferringFinder" for finder in sys.meta_path)

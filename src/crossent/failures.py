@@ -17,16 +17,20 @@ command line reports the run as interrupted whatever became of the exception. In
 own import a raised interrupt is worse: it can land in Python code that PyTorch's C++ calls
 (``torch._C._c10d_init`` while ``torch.distributed`` initialises), where pybind11 turns it into a
 C++ exception nothing catches and the process aborts (SIGABRT, a core message instead of the one
-line). :func:`interrupts_deferred` holds a signal back over such a block and raises it after.
+line). :func:`interrupts_deferred` holds a signal back over such a block and raises it after, and
+:func:`defer_interrupts_in_import` puts a package's first import, wherever it happens, in one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.machinery
 import signal
+import sys
 import threading
 from collections.abc import Iterator
-from types import FrameType
+from types import FrameType, ModuleType
 
 __all__ = [
     "EXIT_FAILED",
@@ -35,6 +39,7 @@ __all__ = [
     "NonFiniteLossError",
     "RunError",
     "Terminated",
+    "defer_interrupts_in_import",
     "exit_code_of",
     "interrupts_deferred",
     "signal_received",
@@ -153,3 +158,52 @@ def exit_code_of(interrupt: BaseException) -> int:
     """
     terminated = isinstance(interrupt, Terminated) or isinstance(interrupt.__context__, Terminated)
     return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+
+
+class _DeferringLoader(importlib.abc.Loader):
+    """A module's own loader, its ``exec_module`` run inside :func:`interrupts_deferred`."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def __getattr__(self, name: str) -> object:  # get_resource_reader, get_filename, ...
+        return getattr(self.loader, name)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        with interrupts_deferred():
+            self.loader.exec_module(module)
+
+
+class _DeferringFinder(importlib.abc.MetaPathFinder):
+    """Finds ``name`` through the other finders, once, and hands back its spec with a
+    :class:`_DeferringLoader`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(
+        self, fullname: str, path: object = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)  # once: the import below and later ones go the usual way
+        import importlib.util
+
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _DeferringLoader(spec.loader)
+        return spec
+
+
+def defer_interrupts_in_import(name: str) -> None:
+    """Make the first import of top-level package ``name`` (``"torch"``) run inside
+    :func:`interrupts_deferred`, wherever it happens; nothing when it is imported already.
+    The command line does this for PyTorch (the module docstring), so that each command still
+    imports it only once its options are checked."""
+    if name not in sys.modules and not any(
+        isinstance(finder, _DeferringFinder) and finder.name == name for finder in sys.meta_path
+    ):
+        sys.meta_path.insert(0, _DeferringFinder(name))

@@ -18,8 +18,8 @@ from crossent.failures import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     RunError,
+    defer_interrupts_in_import,
     exit_code_of,
-    interrupts_deferred,
     signal_received,
     terminate_as_interrupt,
 )
@@ -47,8 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         with terminate_as_interrupt():
-            with interrupts_deferred():  # a Ctrl-C inside PyTorch's import would abort it
-                import torch  # noqa: F401  (every command's run needs it)
+            defer_interrupts_in_import("torch")  # a Ctrl-C inside its import would abort it
             code: int = args.run(args)
     except KeyboardInterrupt as interrupt:
         return _interrupted(interrupt)
