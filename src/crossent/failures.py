@@ -29,7 +29,7 @@ import importlib.machinery
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType, ModuleType
 
 __all__ = [
@@ -82,24 +82,34 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
+_HANDLED = (signal.SIGINT, signal.SIGTERM)
+_Handler = Callable[[int, FrameType | None], None]
+
+
+@contextlib.contextmanager
+def _handled_by(handler: _Handler) -> Iterator[None]:
+    """SIGINT and SIGTERM go to ``handler`` while the ``with`` block runs, then back to their
+    handlers before it; outside the main thread, where no handler can be set, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, handler) for number in _HANDLED}
+    try:
+        yield
+    finally:
+        for number, earlier in previous.items():
+            signal.signal(number, earlier)
+
+
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """While the ``with`` block runs, SIGTERM raises :class:`Terminated` and SIGINT
     ``KeyboardInterrupt`` in the main thread, and both are remembered for
     :func:`signal_received` (elsewhere, where no handler can be set, nothing changes)."""
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is threading.main_thread():
+        _received.clear()
+    with _handled_by(_raise_interrupt):
         yield
-        return
-    _received.clear()
-    previous = {number: signal.signal(number, _raise_interrupt) for number in _HANDLED}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
-_HANDLED = (signal.SIGINT, signal.SIGTERM)
 
 
 def _remember(signum: int, frame: FrameType | None) -> None:
@@ -120,16 +130,9 @@ def interrupts_deferred() -> Iterator[None]:
         >>> signal_received() is None
         True
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     before = len(_received)
-    previous = {number: signal.signal(number, _remember) for number in _HANDLED}
-    try:
+    with _handled_by(_remember):  # outside the main thread nothing is remembered or raised
         yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
     if len(_received) > before:
         raise Terminated if _received[before] == signal.SIGTERM else KeyboardInterrupt
 
